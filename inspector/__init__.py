@@ -1,0 +1,3 @@
+"""inspector: see what any ONNX CNN sees, served over gRPC."""
+
+__version__ = "0.1.0"
