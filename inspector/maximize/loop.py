@@ -1,0 +1,133 @@
+"""The optimization loop: parameters -> RGB -> random transform -> model input -> gradient -> Adam.
+
+One backward call per step and tensor gives both the objective and its input gradient (a forward
+first only for objectives whose seed depends on the activation: layer, probability, diversity).
+The gradient goes back through the preprocessing, the transform and the parameterization in numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+
+import numpy as np
+
+from inspector import errors
+from inspector.access import ModelAccess
+from inspector.maximize import penalties
+from inspector.maximize.adam import Adam
+from inspector.maximize.config import Maximization, MaximizeConfig, Progress
+from inspector.maximize.objectives import LINEAR, Term, diversity, group_by_tensor
+from inspector.maximize.param import FourierImage, PixelImage
+from inspector.maximize.pullback import InputPullback
+from inspector.maximize.warp import Resample, Robustness
+
+ToInput = Callable[[np.ndarray], np.ndarray]
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Display RGB in [0, 1] -> uint8."""
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _terms(access: ModelAccess, layer: str, channels: Sequence[int], cfg: MaximizeConfig) -> list[Term]:
+    if cfg.objective in ("logit", "probability") and not layer:
+        layer = access.output_names[0]
+    if not layer:
+        raise errors.InvalidArgument("name the layer whose units to maximize", field="layer")
+    n = len(channels) or (1 if cfg.objective == "layer" else 0)
+    if n == 0:
+        raise errors.InvalidArgument("give at least one channel to maximize", field="channels")
+    main = Term(cfg.objective, layer, tuple(int(c) for c in channels) or (0,), 1.0, cfg.position)
+    extra = [Term(t.kind, t.tensor, t.channels * n if len(t.channels) == 1 else t.channels,
+                  t.weight, t.position) for t in cfg.terms]
+    for t in extra:
+        if t.kind != "layer" and len(t.channels) != n:
+            raise errors.InvalidArgument(
+                f"extra objective on '{t.tensor}' has {len(t.channels)} channels for {n} images; "
+                "give one channel, or one per image", field="terms")
+    known = {o for node in access.graph.graph.node for o in node.output} | set(access.output_names)
+    for t in [main, *extra]:
+        if t.tensor not in known:
+            raise errors.InvalidArgument(
+                f"layer '{t.tensor}' is not a tensor of this model; pick a node output from the "
+                "layer table", field="layer")
+    return [main, *extra]
+
+
+def _evaluate(access: ModelAccess, terms: list[Term], x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Objective per image on plain forward passes; also returns the tensors read."""
+    out = access.forward(x, fetch=list(group_by_tensor(terms)))
+    for t in terms:
+        t.check(out[t.tensor])
+    return sum(t.value(out[t.tensor]) for t in terms), out
+
+
+class _Ascent:
+    """Objective values and d(objective)/d(model input) for one batch."""
+
+    def __init__(self, access: ModelAccess, terms: list[Term], acts: dict, div: float) -> None:
+        self.access, self.terms, self.div = access, terms, div
+        self.groups = group_by_tensor(terms)
+        self.main = terms[0].tensor
+        self.fixed = {  # seeds of linear groups never change
+            name: sum(t.seed(np.zeros_like(acts[name])) for t in group)
+            for name, group in self.groups.items()
+            if all(t.kind in LINEAR for t in group) and not (div and name == self.main)}
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, grad = np.zeros(len(x), np.float32), np.zeros(x.shape, np.float32)
+        for name, group in self.groups.items():
+            seed = self.fixed.get(name)
+            if seed is None:
+                a = self.access.forward(x, fetch=[name])[name]
+                seed = sum(t.seed(a) for t in group)
+                if self.div and name == self.main:
+                    seed = seed - self.div * diversity(a)[1]
+            out = self.access.backward(x, start=name, seed=seed, wrt=[self.access.input_name],
+                                       fetch=[name])
+            values += sum(t.value(out[name]) for t in group)
+            grad += out[self.access.input_name]
+        return values, grad
+
+
+def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: MaximizeConfig,
+             to_input: ToInput, input_size: tuple[int, int]) -> Generator[Progress, None, Maximization]:
+    """Climb the objective from noise; yields Progress each step and returns the Maximization."""
+    if len(input_size) != 2 or min(input_size) < 8:
+        raise errors.InvalidArgument(f"input size {input_size} is too small; use at least 8x8",
+                                     field="input_size")
+    size = (int(input_size[0]), int(input_size[1]))
+    terms = _terms(access, layer, channels, config)
+    n = len(terms[0].channels)
+    pull = InputPullback(to_input, size)
+    kind = FourierImage if config.parameterization == "fft" else PixelImage
+    param = kind(size, config.decorrelate, config.decay) if kind is FourierImage else kind(
+        size, config.decorrelate)
+    rng = np.random.default_rng(config.seed)
+    p = param.init(rng, n, config.init_sd)
+    initial, acts = _evaluate(access, terms, np.asarray(to_input(param.rgb(p))))
+    ascent = _Ascent(access, terms, acts, config.diversity)
+    robust = Robustness(config.pad, config.jitter, config.scale, config.rotate)
+    adam = Adam(config.lr)
+    history = []
+    for step in range(config.steps):
+        access.check_cancelled()
+        rgb = param.rgb(p)
+        warp = Resample(robust.sample(rng, size, size), size) if config.transforms else None
+        values, grad_x = ascent(np.asarray(to_input(warp(rgb) if warp else rgb)))
+        grad = pull(grad_x)
+        grad = warp.adjoint(grad) if warp else grad
+        for weight, prior in ((config.l2, penalties.l2), (config.tv, penalties.total_variation)):
+            if weight:
+                grad = grad - weight * prior(rgb)[1]
+        p = adam.step(p, param.pullback(p, grad))
+        if config.blur_every and (step + 1) % config.blur_every == 0:
+            p = param.blur(p, config.blur_sigma)
+        history.append(values)
+        show = config.preview_every and (step + 1) % config.preview_every == 0
+        yield Progress(step, values, to_uint8(param.rgb(p)) if show else None)
+    rgb = param.rgb(p)
+    inputs = np.asarray(to_input(rgb))
+    final, _ = _evaluate(access, terms, inputs)
+    return Maximization(inputs=inputs, images=to_uint8(rgb), objective=np.stack(history),
+                        initial_objective=initial, final_objective=final)
