@@ -1,0 +1,15 @@
+"""inspector-client: the thin Python client of the inspector gRPC service."""
+
+from .client import InspectorClient
+from .types import (
+           Explanation,
+           LayerInfo,
+           Maximization,
+           ModelInfo,
+           Progress,
+           StreamedResult,
+           TensorInfo,
+)
+
+__all__ = ["InspectorClient", "Explanation", "LayerInfo", "Maximization", "ModelInfo", "Progress",
+           "StreamedResult", "TensorInfo"]

@@ -1,0 +1,78 @@
+"""Reassemble a ResultChunk stream into arrays and blobs (the wire format in the .proto)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from google.protobuf import json_format
+
+from .types import Progress, StreamedResult
+from .v1 import inspector_pb2 as pb
+
+
+class _Item:
+    def __init__(self, start: pb.ItemStart) -> None:
+        self.start = start
+        self.buffer = bytearray(start.nbytes)
+        self.filled = 0
+
+    def append(self, data: bytes) -> None:
+        end = self.filled + len(data)
+        if end > len(self.buffer):
+            raise ValueError(f"item {self.start.name!r} received more bytes than announced")
+        self.buffer[self.filled:end] = data
+        self.filled = end
+
+    def value(self):
+        if self.filled != len(self.buffer):
+            raise ValueError(f"item {self.start.name!r} ended after {self.filled} of {len(self.buffer)} bytes")
+        if self.start.WhichOneof("kind") == "tensor":
+            meta = self.start.tensor
+            dtype = np.dtype(meta.dtype).newbyteorder("<")
+            arr = np.frombuffer(self.buffer, dtype=dtype).reshape(tuple(meta.shape))
+            return arr.astype(dtype.newbyteorder("="), copy=False)
+        return bytes(self.buffer)
+
+
+def assemble(chunks: Iterable[pb.ResultChunk],
+             on_progress: Callable[[Progress], None] | None = None) -> StreamedResult:
+    result = StreamedResult()
+    current: _Item | None = None
+    pending_previews: dict[str, bytes] = {}
+    last_progress: Progress | None = None
+
+    def finish(item: _Item | None) -> None:
+        if item is None:
+            return
+        group, name = item.start.group, item.start.name
+        value = item.value()
+        if group == "preview" and last_progress is not None:
+            last_progress.previews[name] = value
+            return
+        result.items.setdefault(group, {})[name] = value
+
+    for msg in chunks:
+        if msg.HasField("header"):
+            h = msg.header
+            result.model_id, result.providers = h.model_id, tuple(h.providers)
+            result.warnings = list(h.warnings)
+            result.info = json_format.MessageToDict(h.info)
+        if msg.HasField("progress"):
+            finish(current)
+            current = None
+            if last_progress is not None and on_progress is not None:
+                on_progress(last_progress)
+            p = msg.progress
+            last_progress = Progress(p.step, p.total, tuple(p.values), p.message, dict(pending_previews))
+        if msg.HasField("item"):
+            finish(current)
+            current = _Item(msg.item)
+        if msg.data:
+            if current is None:
+                raise ValueError("data arrived before any item started")
+            current.append(msg.data)
+    finish(current)
+    if last_progress is not None and on_progress is not None:
+        on_progress(last_progress)
+    return result

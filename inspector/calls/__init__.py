@@ -1,0 +1,1 @@
+"""One module per kind of call: each turns an opened model + a prepared input into a Result."""

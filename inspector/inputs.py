@@ -1,0 +1,88 @@
+"""Turn a request's input (a raw tensor or encoded images) into the model's input batch."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector import errors
+from inspector.domain import PreprocessSpec, TensorInfo
+
+
+@dataclass(frozen=True)
+class InputData:
+    """A request's input: exactly one of `tensor` or `images` (encoded bytes, one per image)."""
+
+    tensor: np.ndarray | None = None
+    images: Sequence[bytes] | None = None
+    preprocess: dict | None = None  # per-request override: only the fields the caller set
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    x: np.ndarray  # the model's input batch
+    spec: object  # imaging.preprocess.ResolvedSpec used (also for tensors: to display them)
+    from_images: bool
+
+    def display(self, i: int) -> np.ndarray:
+        """Image i in display space (uint8 HxWx3) for overlays."""
+        from inspector.imaging.preprocess import to_display
+
+        return to_display(self.x[i], self.spec)
+
+
+def spec_to_dict(spec: PreprocessSpec | None) -> dict:
+    return {} if spec is None else {k: v for k, v in dataclasses.asdict(spec).items()
+                                    if v != getattr(PreprocessSpec(), k)}
+
+
+def spec_from_dict(data: dict | None) -> PreprocessSpec:
+    data = dict(data or {})
+    unknown = set(data) - {f.name for f in dataclasses.fields(PreprocessSpec)}
+    if unknown:
+        raise errors.InvalidArgument(f"unknown preprocess fields: {sorted(unknown)}", field="preprocess")
+    for key in ("crop", "mean", "std"):
+        if data.get(key) is not None:
+            data[key] = tuple(data[key])
+    if isinstance(data.get("resize"), list | tuple):
+        data["resize"] = data["resize"][0] if len(data["resize"]) == 1 else tuple(data["resize"])
+    return PreprocessSpec(**data)
+
+
+def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | None,
+                  *, max_batch: int, max_pixels: int, max_bytes: int) -> PreparedInput:
+    """Decode + preprocess images, or check a raw tensor; the batch size is bounded."""
+    from inspector.imaging.decode import decode_image  # noqa: F401  (validates inside preprocess)
+    from inspector.imaging.preprocess import preprocess_images, resolve_spec
+
+    spec_dict = {**(stored_spec or {}), **(inp.preprocess or {})}
+    has_tensor, has_images = inp.tensor is not None, bool(inp.images)
+    if has_tensor == has_images:
+        raise errors.InvalidArgument("give exactly one input: a tensor or a list of encoded images",
+                                     field="input")
+    if has_tensor:
+        x = np.asarray(inp.tensor)
+        if x.ndim == 0 or x.shape[0] > max_batch:
+            raise errors.ResourceExhausted(
+                f"batch of {x.shape[0] if x.ndim else 0} exceeds the limit of {max_batch} per call",
+                field="input") if x.ndim else errors.InvalidArgument("the input tensor is a scalar",
+                                                                     field="input.tensor")
+        try:
+            spec = resolve_spec(spec_from_dict(spec_dict), _with_shape(input_info, x.shape))
+        except errors.InspectorError:
+            spec = None  # a raw tensor needs no spec; overlays fall back to min-max display
+        return PreparedInput(x, spec, from_images=False)
+    if len(inp.images) > max_batch:
+        raise errors.ResourceExhausted(
+            f"batch of {len(inp.images)} images exceeds the limit of {max_batch} per call", field="input")
+    spec = resolve_spec(spec_from_dict(spec_dict), input_info)
+    x = preprocess_images(list(inp.images), spec, max_pixels=max_pixels, max_bytes=max_bytes)
+    return PreparedInput(x, spec, from_images=True)
+
+
+def _with_shape(info: TensorInfo, shape: tuple[int, ...]) -> TensorInfo:
+    """The input info with its symbolic dims filled from a concrete tensor."""
+    return TensorInfo(info.name, info.dtype, tuple(shape))

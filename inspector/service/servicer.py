@@ -1,0 +1,221 @@
+"""The gRPC servicer: each RPC translates its request, calls the core, streams the result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterator
+
+import grpc
+
+from inspector import errors
+from inspector.core import Inspector
+from inspector.runtime.cancellation import cancellable
+from inspector.service import convert
+from inspector.service.streaming import progress_message, result_messages
+from inspector.v1 import inspector_pb2 as pb
+from inspector.v1 import inspector_pb2_grpc as pb_grpc
+
+log = logging.getLogger("inspector.service")
+
+_CODES = {
+    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+    "CANCELLED": grpc.StatusCode.CANCELLED,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def _cancelled(context: grpc.ServicerContext) -> bool:
+    remaining = context.time_remaining()
+    return not context.is_active() or (remaining is not None and remaining <= 0)
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, rpc: str, request_id: str):
+    if isinstance(exc, errors.InspectorError):
+        code = _CODES.get(exc.code, grpc.StatusCode.INTERNAL)
+        if code is grpc.StatusCode.CANCELLED and context.time_remaining() is not None \
+                and context.time_remaining() <= 0:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+        log.info("%s [%s] %s: %s", rpc, request_id, code.name, exc.message)
+        context.abort(code, exc.message)
+    log.exception("%s [%s] failed unexpectedly", rpc, request_id)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id}); the server log has details")
+
+
+def handled(rpc):
+    """Run an RPC under the call's cancellation check; map domain errors to status codes."""
+
+    @functools.wraps(rpc)
+    def unary(self, request, context):
+        request_id = uuid.uuid4().hex[:12]
+        try:
+            with cancellable(lambda: _cancelled(context)):
+                return rpc(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, the server lives on
+            _abort(context, exc, rpc.__name__, request_id)
+
+    @functools.wraps(rpc)
+    def streaming(self, request, context):
+        request_id = uuid.uuid4().hex[:12]
+        try:
+            with cancellable(lambda: _cancelled(context)):
+                yield from rpc(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            _abort(context, exc, rpc.__name__, request_id)
+
+    import inspect
+
+    return streaming if inspect.isgeneratorfunction(rpc) else unary
+
+
+class InspectorServicer(pb_grpc.InspectorServicer):
+    def __init__(self, inspector: Inspector) -> None:
+        self.core = inspector
+        self.limit = inspector.config.max_message_bytes
+
+    def _info(self, info) -> pb.ModelInfo:
+        loaded = self.core.open(info.id)
+        return convert.model_info_to_proto(info, loaded.providers)
+
+    def _stream(self, result) -> Iterator[pb.ResultChunk]:
+        return result_messages(result, self.limit)
+
+    # ---- models -------------------------------------------------------------------------
+    @handled
+    def UploadModel(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise errors.InvalidArgument("the first UploadModel message must be an UploadHeader",
+                                         field="header")
+        header = first.header
+        if header.size and header.size > self.core.config.max_upload_bytes:
+            raise errors.ResourceExhausted(
+                f"model of {header.size} bytes exceeds the upload limit of "
+                f"{self.core.config.max_upload_bytes} bytes")
+
+        def chunks():
+            for msg in request_iterator:
+                if msg.WhichOneof("part") != "chunk":
+                    raise errors.InvalidArgument("only byte chunks may follow the UploadHeader",
+                                                 field="chunk")
+                yield msg.chunk
+
+        info = self.core.upload(chunks(), name=header.name or None,
+                                preprocess=convert.preprocess_to_dict(header.preprocess),
+                                providers=list(header.providers))
+        return self._info(info)
+
+    @handled
+    def LoadModel(self, request, context):
+        info = self.core.load_path(request.server_path, name=request.name or None,
+                                   preprocess=convert.preprocess_to_dict(request.preprocess),
+                                   providers=list(request.providers))
+        return self._info(info)
+
+    @handled
+    def ListModels(self, request, context):
+        return pb.ListModelsResponse(models=[self._info(i) for i in self.core.list_models()])
+
+    @handled
+    def GetModelInfo(self, request, context):
+        return self._info(self.core.model_info(_model(request)))
+
+    @handled
+    def UnloadModel(self, request, context):
+        return pb.UnloadModelResponse(id=self.core.unload(_model(request)))
+
+    # ---- inspection ---------------------------------------------------------------------
+    @handled
+    def Infer(self, request, context):
+        yield from self._stream(self.core.infer(_model(request), convert.input_to_domain(request.input)))
+
+    @handled
+    def FeatureMaps(self, request, context):
+        from inspector.calls.features import RenderOptions
+
+        r = request.render
+        render = RenderOptions(cmap=r.cmap or "viridis", normalize=r.normalize or "channel",
+                               channels=tuple(int(c) for c in r.channels) or None, top_k=r.top_k or None)
+        raw = request.raw or not (request.png or request.stats)
+        yield from self._stream(self.core.feature_maps(
+            _model(request), convert.input_to_domain(request.input), list(request.layers) or None,
+            raw=raw, png=request.png, stats=request.stats, float16=request.float16, render=render))
+
+    @handled
+    def Weights(self, request, context):
+        raw = request.raw or not (request.png or request.histogram or request.stats)
+        yield from self._stream(self.core.weights(
+            _model(request), list(request.layers) or None, raw=raw, png=request.png,
+            histogram=request.histogram, stats=request.stats, mode=request.mode or "auto",
+            cmap=request.cmap or "RdBu_r"))
+
+    @handled
+    def Gradients(self, request, context):
+        target = convert.target_to_domain(request.target) if request.HasField("target") else None
+        yield from self._stream(self.core.gradients(
+            _model(request), convert.input_to_domain(request.input), list(request.wrt) or None,
+            target, request.policy or "standard"))
+
+    @handled
+    def Explain(self, request, context):
+        target = convert.target_to_domain(request.target) if request.HasField("target") else None
+        o = request.overlay
+        yield from self._stream(self.core.explain(
+            _model(request), convert.input_to_domain(request.input), request.method or "gradcam",
+            target, list(request.layers) or None, convert.struct_to_dict(request.params),
+            overlay=not o.skip, cmap=o.cmap or "jet", alpha=o.alpha if o.HasField("alpha") else 0.5))
+
+    @handled
+    def Evaluate(self, request, context):
+        target = convert.target_to_domain(request.target) if request.HasField("target") else None
+        yield from self._stream(self.core.evaluate(
+            _model(request), convert.input_to_domain(request.input),
+            convert.tensor_to_numpy(request.heatmap, "heatmap"), target,
+            list(request.metrics) or ["deletion", "insertion"], convert.struct_to_dict(request.params)))
+
+    @handled
+    def ListMethods(self, request, context):
+        return pb.ListMethodsResponse(methods=[
+            pb.MethodInfo(name=m["name"], doc=m["doc"], uses_gradients=m["uses_gradients"],
+                          defaults=convert.dict_to_struct(m["defaults"])) for m in self.core.methods()])
+
+    @handled
+    def Maximize(self, request, context):
+        run = self.core.maximize(
+            _model(request), request.layer, [int(c) for c in request.channels],
+            steps=request.steps or 256, objective=request.objective or "channel",
+            params=convert.struct_to_dict(request.params), preview_every=request.preview_every)
+        yield from self._drive(run)
+
+    @handled
+    def AuditStats(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise errors.InvalidArgument("the first AuditStats message must be an AuditHeader",
+                                         field="header")
+        h = first.header
+        batches = (convert.input_to_domain(m.batch) for m in request_iterator)
+        run = self.core.audit(h.model, batches, layers=list(h.layers) or None,
+                              preprocess=convert.preprocess_to_dict(h.preprocess),
+                              labels=list(h.labels) or None)
+        yield from self._drive(run)
+
+    def _drive(self, run):
+        """Stream a generator's progress events, then its returned Result."""
+        try:
+            while True:
+                yield from progress_message(next(run), self.limit)
+        except StopIteration as stop:
+            yield from self._stream(stop.value)
+        finally:
+            run.close()
+
+
+def _model(request) -> str:
+    if not request.model:
+        raise errors.InvalidArgument("model is empty: give a model id, id prefix or name", field="model")
+    return request.model
