@@ -80,11 +80,14 @@ def render_feature_grid(t: np.ndarray, *, cmap: str = "viridis", normalize: str 
                               f"got shape {t.shape}. Index the batch first.", field="tensor")
     if t.ndim == 1:
         index = _select(t[:, None], channels, top_k)
-        levels = to_levels(normalize_channels(t[index][None, None], "layer"))[0, 0]
+        levels = to_levels(normalize_channels(t[None, None], "layer"))[0, 0][index]
         cell = max(1, min(16, 1024 // len(index)))
         return encode_indexed_png(np.repeat(np.repeat(levels[None], 16, 0), cell, 1), cmap)
     index = _select(t, channels, top_k)
-    tiles = to_levels(normalize_channels(t[index], normalize))
+    # "layer" means the whole layer's range, also when only some channels are shown
+    chosen = t if normalize == "layer" else t[index]
+    tiles = to_levels(normalize_channels(chosen, normalize))
+    tiles = tiles[index] if normalize == "layer" else tiles
     if label:
         tiles = upscale(tiles, -(-LABEL_MIN_TILE // tiles.shape[2]))
     rows, cols = grid_shape(len(index), *tiles.shape[1:3])
