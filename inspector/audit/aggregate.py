@@ -1,0 +1,209 @@
+"""Streaming per-layer, per-channel activation statistics that never keep the feature maps.
+
+Each batch [N, C, ...] is folded into float64 per-channel state: count, mean and M2 (combined
+with Chan et al.'s parallel update, so batches and partial audits merge exactly), min, max,
+zero count, images where the channel is non-zero anywhere, values at a saturation bound,
+non-finite values (excluded from every other statistic) and a log-histogram for percentiles
+(see sketch.py). `to_dict`/`from_dict` are JSON-safe so an interrupted audit can resume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.audit import sketch
+from inspector.errors import InvalidArgument
+
+Dim = int | str | None
+_ARRAYS = ("count", "mean", "m2", "min", "max", "zeros", "active", "saturated", "nonfinite")
+
+
+@dataclass
+class LayerStats:
+    """Per-channel results for one tensor (arrays of length C; NaN where a channel saw no values)."""
+
+    op_type: str
+    shape: list[Dim]
+    images: int
+    mean: np.ndarray
+    std: np.ndarray  # population standard deviation (ddof=0)
+    min: np.ndarray
+    max: np.ndarray
+    zero_fraction: np.ndarray
+    active_fraction: np.ndarray  # share of images where the channel is non-zero somewhere
+    saturation_fraction: np.ndarray | None  # share of values at a bound; None: tensor has no bounds
+    nonfinite_fraction: np.ndarray
+    p1: np.ndarray
+    p50: np.ndarray
+    p99: np.ndarray
+
+
+class _Channels:
+    """The float64 state of one tensor."""
+
+    def __init__(self, channels: int) -> None:
+        self.count = np.zeros(channels, np.int64)
+        self.mean = np.zeros(channels)
+        self.m2 = np.zeros(channels)
+        self.min = np.full(channels, np.inf)
+        self.max = np.full(channels, -np.inf)
+        for name in ("zeros", "active", "saturated", "nonfinite"):
+            setattr(self, name, np.zeros(channels, np.int64))
+        self.hist = np.zeros((channels, sketch.BINS), np.int64)
+
+    def combine(self, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Chan's parallel update of (count, mean, M2)."""
+        total = self.count + n
+        safe = np.maximum(total, 1)
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / safe)
+        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / safe)
+        self.count = total
+
+    def add(self, x: np.ndarray, bounds: tuple[float, float] | None) -> None:
+        """Fold one [N, C, ...] batch in."""
+        n, c = x.shape[0], x.shape[1]
+        per_image = np.moveaxis(x.reshape(n, c, -1), 1, 0)  # [C, N, M]
+        self.active += (per_image != 0).any(axis=2).sum(axis=1)
+        v = per_image.reshape(c, -1).astype(np.float64)
+        finite = np.isfinite(v)
+        if finite.all():
+            kept, counts = v, np.full(c, v.shape[1], np.int64)
+            lo, hi = v.min(axis=1, initial=np.inf), v.max(axis=1, initial=-np.inf)
+        else:
+            kept, counts = np.where(finite, v, 0.0), finite.sum(axis=1)
+            self.nonfinite += (~finite).sum(axis=1)
+            lo = np.where(finite, v, np.inf).min(axis=1, initial=np.inf)
+            hi = np.where(finite, v, -np.inf).max(axis=1, initial=-np.inf)
+        mean = kept.sum(axis=1) / np.maximum(counts, 1)
+        centred = np.where(finite, v - mean[:, None], 0.0)
+        self.combine(counts, mean, (centred * centred).sum(axis=1))
+        self.min, self.max = np.minimum(self.min, lo), np.maximum(self.max, hi)
+        self.zeros += (v == 0).sum(axis=1)
+        if bounds is not None:
+            self.saturated += (finite & ((v <= bounds[0]) | (v >= bounds[1]))).sum(axis=1)
+        rows = np.broadcast_to(np.arange(c)[:, None], v.shape)
+        sketch.add_counts(self.hist, rows[finite], v[finite])
+
+    def merge(self, other: _Channels) -> None:
+        self.combine(other.count, other.mean, other.m2)
+        self.min, self.max = np.minimum(self.min, other.min), np.maximum(self.max, other.max)
+        for name in ("zeros", "active", "saturated", "nonfinite", "hist"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _nan_where(empty: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.where(empty, np.nan, a)
+
+
+def _json_floats(a: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in a.tolist()]
+
+
+def _bound_json(b: tuple[float, float] | None) -> list[float | None] | None:
+    return None if b is None else [v if math.isfinite(v) else None for v in b]
+
+
+class ActivationAggregator:
+    """Per-channel statistics of the named tensors, accumulated batch by batch.
+
+    tensors: name -> (op_type, shape); shape[1] must be the (known) channel count.
+    saturation_bounds: name -> (lo, hi) for tensors that saturate (see tensors.saturation_bounds).
+    """
+
+    def __init__(self, tensors: Mapping[str, tuple[str, list[Dim] | tuple[Dim, ...]]],
+                 saturation_bounds: Mapping[str, tuple[float, float]] | None = None) -> None:
+        self.specs = {name: (op, list(shape)) for name, (op, shape) in tensors.items()}
+        bounds = dict(saturation_bounds or {})
+        self.bounds = {n: (float(b[0]), float(b[1])) for n, b in bounds.items() if n in self.specs}
+        self.images = 0
+        self.state: dict[str, _Channels] = {}
+        for name, (_, shape) in self.specs.items():
+            if len(shape) < 2 or not isinstance(shape[1], int):
+                raise InvalidArgument(f"Tensor {name!r} has shape {shape}; an audit needs [N, C, ...] "
+                                      "with a known channel count C.", field="layers")
+            self.state[name] = _Channels(shape[1])
+
+    def update(self, batch_outputs: Mapping[str, np.ndarray]) -> None:
+        """Fold one batch in: every audited tensor must be present, [N, C, ...] with the same N."""
+        batch = None
+        for name, (_, shape) in self.specs.items():
+            if name not in batch_outputs:
+                raise InvalidArgument(f"The batch has no values for audited tensor {name!r}.", field="layers")
+            x = np.asarray(batch_outputs[name])
+            if x.ndim < 2 or x.shape[1] != shape[1] or (batch is not None and x.shape[0] != batch):
+                raise InvalidArgument(f"Tensor {name!r} came back with shape {list(x.shape)}; expected "
+                                      f"[N, {shape[1]}, ...] with the same N as the other tensors.")
+            batch = x.shape[0]
+        for name in self.specs:
+            self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name))
+        self.images += batch or 0
+
+    def merge(self, other: ActivationAggregator) -> None:
+        """Add another partial aggregate of the same tensors (e.g. from another worker or a resume)."""
+        if self.specs != other.specs or self.bounds != other.bounds:
+            raise InvalidArgument("Partial audits cover different tensors or saturation bounds; "
+                                  "only audits of the same model and layers can be merged.")
+        for name, state in self.state.items():
+            state.merge(other.state[name])
+        self.images += other.images
+
+    def result(self) -> dict[str, LayerStats]:
+        """Per-tensor statistics so far."""
+        out = {}
+        for name, s in self.state.items():
+            n = np.maximum(s.count, 1)
+            empty = s.count == 0
+            values = np.maximum(s.count + s.nonfinite, 1)
+            p1, p50, p99 = sketch.percentiles(s.hist, (1.0, 50.0, 99.0), s.min, s.max)
+            out[name] = LayerStats(
+                op_type=self.specs[name][0], shape=self.specs[name][1], images=self.images,
+                mean=_nan_where(empty, s.mean), std=_nan_where(empty, np.sqrt(s.m2 / n)),
+                min=_nan_where(empty, s.min), max=_nan_where(empty, s.max),
+                zero_fraction=_nan_where(empty, s.zeros / n),
+                active_fraction=s.active / max(self.images, 1),
+                saturation_fraction=_nan_where(empty, s.saturated / n) if name in self.bounds else None,
+                nonfinite_fraction=s.nonfinite / values, p1=p1, p50=p50, p99=p99)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-safe snapshot (exact: floats round-trip through JSON; histograms stored sparsely)."""
+        tensors = {}
+        for name, s in self.state.items():
+            op, shape = self.specs[name]
+            flat = s.hist.reshape(-1)
+            nz = np.flatnonzero(flat)
+            entry = {"op_type": op, "shape": shape, "bounds": _bound_json(self.bounds.get(name)),
+                     "hist": {"index": nz.tolist(), "count": flat[nz].tolist()}}
+            for key in _ARRAYS:
+                a = getattr(s, key)
+                entry[key] = a.tolist() if a.dtype.kind == "i" else _json_floats(a)
+            tensors[name] = entry
+        return {"version": 1, "sketch": sketch.CONFIG, "images": self.images, "tensors": tensors}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ActivationAggregator:
+        """Rebuild an aggregate saved by to_dict()."""
+        if data.get("version") != 1 or data.get("sketch") != sketch.CONFIG:
+            raise InvalidArgument("The saved partial audit was written by an incompatible version; "
+                                  "start the audit again.")
+        tensors = data["tensors"]
+        bounds = {}
+        for name, t in tensors.items():
+            if t["bounds"] is not None:
+                lo, hi = t["bounds"]
+                bounds[name] = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+        agg = cls({name: (t["op_type"], t["shape"]) for name, t in tensors.items()}, bounds)
+        agg.images = int(data["images"])
+        for name, t in tensors.items():
+            s = agg.state[name]
+            for key in _ARRAYS:
+                fill = {"min": np.inf, "max": -np.inf}.get(key, np.nan)
+                values = [fill if v is None else v for v in t[key]]
+                setattr(s, key, np.asarray(values, dtype=getattr(s, key).dtype))
+            s.hist.reshape(-1)[np.asarray(t["hist"]["index"], np.int64)] = t["hist"]["count"]
+        return agg

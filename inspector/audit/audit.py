@@ -1,0 +1,148 @@
+"""One audit of one model: feed batches, snapshot and resume, then build the report dict.
+
+`AuditRun` is plain numpy over the tensors a forward pass returns, so the core can drive it
+from any ModelAccess (see `audit_model`) and save `to_dict()` between batches to resume later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+
+import numpy as np
+import onnx
+
+from inspector.access import ModelAccess
+from inspector.audit.aggregate import ActivationAggregator, LayerStats
+from inspector.audit.behaviour import PredictionTally
+from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds, channel_flags
+from inspector.audit.tensors import (
+    check_tensor_names,
+    default_audit_tensors,
+    saturation_bounds,
+    tensor_op_types,
+)
+from inspector.audit.weights import (
+    batchnorm_health,
+    batchnorm_params,
+    filter_health,
+    weight_tensors,
+)
+from inspector.errors import InvalidArgument
+
+_CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
+                   "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")
+
+
+def _number(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _is_class_scores(shape: tuple[int, ...]) -> bool:
+    """[N, K] or [N, K, 1, ...] with K >= 2: something argmax can read as a class."""
+    return len(shape) >= 2 and shape[1] >= 2 and all(d == 1 for d in shape[2:])
+
+
+def layer_report(stats: LayerStats, bounds: tuple[float, float] | None,
+                 thresholds: AuditThresholds) -> dict:
+    """One tensor's entry of report.json: per-channel statistics and flags."""
+    flags = channel_flags(stats, thresholds)
+    channels = []
+    for i, channel_flags_ in enumerate(flags):
+        entry: dict = {"index": i}
+        for field in _CHANNEL_FIELDS:
+            values = getattr(stats, field)
+            if values is not None:
+                entry[field] = _number(values[i])
+        entry["flags"] = channel_flags_
+        channels.append(entry)
+    counts = {f: sum(f in c for c in flags) for f in ("dead", "rarely_active", "saturated", "range_outlier")}
+    return {"op_type": stats.op_type, "shape": stats.shape,
+            "saturation_bounds": None if bounds is None else [_number(b) for b in bounds],
+            "flag_counts": counts, "channels": channels}
+
+
+class AuditRun:
+    """Accumulates one model's audit; `tensors` defaults to default_audit_tensors(model)."""
+
+    def __init__(self, model: onnx.ModelProto, tensors: Sequence[str] | None = None,
+                 thresholds: AuditThresholds = DEFAULT_THRESHOLDS, name: str | None = None) -> None:
+        self.model, self.thresholds = model, thresholds
+        self.name = name or model.graph.name
+        self.tensors = list(tensors) if tensors else default_audit_tensors(model)
+        if not self.tensors:
+            raise InvalidArgument("The model has no Conv, Relu, Clip, Add or Sigmoid outputs to audit; "
+                                  "name the tensors to audit explicitly.", field="layers")
+        check_tensor_names(model, self.tensors)
+        self.scores = model.graph.output[0].name
+        self.bounds = saturation_bounds(model)
+        self.aggregator: ActivationAggregator | None = None
+        self.tally = PredictionTally()
+        self.classifier: bool | None = None
+
+    def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None) -> None:
+        """Fold in one batch: `outputs` holds every audited tensor and the model's first output."""
+        if self.aggregator is None:
+            missing = [n for n in [*self.tensors, self.scores] if n not in outputs]
+            if missing:
+                raise InvalidArgument(f"The forward pass did not return {missing[0]!r}.", field="layers")
+            ops = tensor_op_types(self.model)
+            self.aggregator = ActivationAggregator(
+                {n: (ops[n], ["N", *np.shape(outputs[n])[1:]]) for n in self.tensors}, self.bounds)
+            self.classifier = _is_class_scores(np.shape(outputs[self.scores]))
+        if labels is not None and not self.classifier:
+            raise InvalidArgument(f"Labels were given, but the model output {self.scores!r} is not "
+                                  "[N, classes]; audit without labels.", field="labels")
+        self.aggregator.update(outputs)
+        if self.classifier:
+            self.tally.update(outputs[self.scores], labels)
+
+    def result(self) -> dict:
+        """The audit as report.json holds it (see report.py for the contract)."""
+        stats = self.aggregator.result() if self.aggregator else {}
+        layers = {n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()}
+        weights = filter_health(weight_tensors(self.model), self.thresholds)
+        bn = batchnorm_health(batchnorm_params(self.model), self.thresholds)
+        summary = {
+            "flagged_channels": {f: sum(layer["flag_counts"][f] for layer in layers.values())
+                                 for f in ("dead", "rarely_active", "saturated", "range_outlier")},
+            "flagged_filters": {f: sum(f in c["flags"] for w in weights.values() for c in w["filters"])
+                                for f in ("near_zero", "duplicate")},
+            "flagged_batchnorm_channels": {f: sum(f in c["flags"] for b in bn.values() for c in b["channels"])
+                                           for f in ("tiny_variance", "huge_scale")}}
+        return {"model": self.name, "images": self.aggregator.images if self.aggregator else 0,
+                "thresholds": asdict(self.thresholds), "summary": summary, "layers": layers,
+                "weights": weights, "batchnorm": bn,
+                "behaviour": self.tally.result() if self.classifier else None}
+
+    def to_dict(self) -> dict:
+        """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped."""
+        return {"version": 1, "tensors": self.tensors, "classifier": self.classifier,
+                "aggregate": self.aggregator.to_dict() if self.aggregator else None,
+                "predictions": self.tally.to_dict()}
+
+    @classmethod
+    def from_dict(cls, model: onnx.ModelProto, state: Mapping, thresholds: AuditThresholds = DEFAULT_THRESHOLDS,
+                  name: str | None = None) -> AuditRun:
+        run = cls(model, state["tensors"], thresholds, name)
+        run.classifier = state["classifier"]
+        if state["aggregate"] is not None:
+            run.aggregator = ActivationAggregator.from_dict(state["aggregate"])
+        run.tally = PredictionTally.from_dict(state["predictions"])
+        return run
+
+
+def audit_model(access: ModelAccess, batches: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray | None]],
+                layers: Sequence[str] | None = None, thresholds: AuditThresholds = DEFAULT_THRESHOLDS,
+                name: str | None = None, run: AuditRun | None = None) -> dict:
+    """Run the model over `batches` (preprocessed inputs, optionally with integer labels) and audit it.
+
+    Pass `run` (e.g. AuditRun.from_dict of a saved state) to continue an interrupted audit.
+    """
+    run = run or AuditRun(access.graph, layers, thresholds, name)
+    for batch in batches:
+        access.check_cancelled()
+        x, labels = batch if isinstance(batch, tuple) else (batch, None)
+        run.update(access.forward(x, fetch=run.tensors), labels)
+    return run.result()
