@@ -193,7 +193,8 @@ def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec) -> np.ndarray
         want_h, want_w = spec.size
         if (want_h is not None and h != want_h) or (want_w is not None and w != want_w):
             raise InvalidArgument(
-                f"Image {i} preprocesses to {h}x{w} but the model needs {want_h}x{want_w}; set "
+                f"Image {i} preprocesses to {h}x{w} but the model needs "
+                f"{want_h or 'any'}x{want_w or 'any'} ({spec.layout}); set "
                 "preprocess.resize or crop to that size.", field="preprocess")
         first_shape = first_shape or pixels.shape
         if pixels.shape != first_shape:
