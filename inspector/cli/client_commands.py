@@ -1,0 +1,213 @@
+"""The CLI commands that talk to a server through the bundled client."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+
+def _client(args):
+    from inspector_client import InspectorClient
+
+    return InspectorClient(args.server, token=args.token, timeout=args.timeout)
+
+
+def _emit(args, data, text: str) -> None:
+    print(json.dumps(data, indent=2, default=_json_default) if args.json else text)
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _params(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _channels(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, sep, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return out
+
+
+def _describe(info) -> str:
+    lines = [f"{info.id[:12]}  {info.name or '-'}  {info.size_bytes / 1e6:.1f} MB  {info.producer}",
+             "  inputs:  " + ", ".join(f"{t.name} {t.dtype} {list(t.shape or [])}" for t in info.inputs),
+             "  outputs: " + ", ".join(f"{t.name} {t.dtype} {list(t.shape or [])}" for t in info.outputs),
+             "  differentiable: " + ("yes" if info.differentiable else
+                                     "no, blocked by " + ", ".join(info.blocking_ops))]
+    for layer in info.layers:
+        shape = layer.outputs[0].shape if layer.outputs else None
+        lines.append(f"  {layer.name:40s} {layer.op_type:20s} -> {layer.outputs[0].name if layer.outputs else ''}"
+                     f" {list(shape) if shape is not None else '?'}"
+                     + (f"  params={layer.parameter_count}" if layer.parameter_count else ""))
+    return "\n".join(lines)
+
+
+def _models(args, c) -> None:
+    cmd = args.models_command
+    if cmd == "load":
+        preprocess = json.loads(args.preprocess) if args.preprocess else None
+        providers = [p for p in (args.providers or "").split(",") if p]
+        info = c.load_model(args.path, server_path=args.server_path, name=args.name,
+                            preprocess=preprocess, providers=providers)
+        _emit(args, {"id": info.id, "name": info.name}, f"loaded {info.id} ({info.name or 'no name'})")
+    elif cmd == "list":
+        models = c.list_models()
+        _emit(args, [dataclasses.asdict(m) for m in models],
+              "\n".join(f"{m.id[:12]}  {m.name or '-':20s} {m.size_bytes / 1e6:8.1f} MB  {m.producer}"
+                        for m in models) or "no models")
+    elif cmd == "show":
+        info = c.model_info(args.model)
+        _emit(args, dataclasses.asdict(info), _describe(info))
+    elif cmd == "rm":
+        removed = c.unload_model(args.model)
+        _emit(args, {"removed": removed}, f"removed {removed}")
+
+
+def _features(args, c) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if args.format == "npy":
+        for name, arr in c.feature_maps(args.model, args.image, args.layer).items():
+            np.save(out / f"{_safe(name)}.npy", arr)
+            written.append(str(out / f"{_safe(name)}.npy"))
+    else:
+        pngs = c.render_feature_maps(args.model, args.image, args.layer, cmap=args.cmap, top_k=args.top_k)
+        for name, png in pngs.items():
+            (out / f"{_safe(name)}.png").write_bytes(png)
+            written.append(str(out / f"{_safe(name)}.png"))
+    _emit(args, {"files": written}, f"wrote {len(written)} files to {out}")
+
+
+def _weights(args, c) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if args.format == "npy":
+        for name, arr in c.weights(args.model, args.layer).items():
+            written.append(str(out / f"{_safe(name)}.npy"))
+            np.save(written[-1], arr)
+    else:
+        pngs = c.render_weights(args.model, args.layer, mode=args.mode, histogram=args.format == "histogram")
+        for name, png in pngs.items():
+            written.append(str(out / f"{_safe(name)}.png"))
+            Path(written[-1]).write_bytes(png)
+    _emit(args, {"files": written}, f"wrote {len(written)} files to {out}")
+
+
+def _explain(args, c) -> None:
+    exp = c.explain(args.model, args.image, method=args.method, target=args.target,
+                    layer=args.layer, **_params(args.param))
+    Path(args.out).write_bytes(exp.overlay_png[0])
+    if args.npy:
+        np.save(args.npy, exp.heatmap)
+    data = {"method": exp.method, "layer": exp.layer, "target": exp.target, "score": exp.score,
+            "score_after": exp.score_after, "overlay": args.out, "params": exp.params}
+    if args.metrics:
+        metrics = c.evaluate(args.model, args.image, exp, metrics=args.metrics.split(","))
+        data["metrics"] = {k: v.tolist() for k, v in metrics.items()}
+    _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _maximize(args, c) -> None:
+    from inspector_client.progress import ProgressBar
+
+    channels = _channels(args.channels)
+    with ProgressBar(args.steps, stream=sys.stderr) as bar:
+        result = c.maximize(args.model, args.layer, channels, steps=args.steps, objective=args.objective,
+                            on_progress=bar.update, **_params(args.param))
+    from inspector.imaging.render import tile_images
+    from PIL import Image
+    import io
+
+    images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in result.pngs]
+    Path(args.out).write_bytes(tile_images(images, labels=[f"{args.layer}:{ch}" for ch in channels]))
+    gain = (result.final_objective / np.maximum(np.abs(result.initial_objective), 1e-12)).tolist()
+    _emit(args, {"out": args.out, "final_objective": result.final_objective.tolist(), "gain": gain},
+          f"wrote {args.out}; objective gain per channel: " + ", ".join(f"{g:.1f}x" for g in gain))
+
+
+def _image_files(patterns: list[str]) -> list[str]:
+    suffixes = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+    files: list[str] = []
+    for pattern in patterns:
+        p = Path(pattern)
+        if p.is_dir():
+            files.extend(sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in suffixes))
+        elif any(ch in pattern for ch in "*?["):
+            files.extend(sorted(glob.glob(pattern, recursive=True)))
+        else:
+            files.append(pattern)
+    return files
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    try:
+        with _client(args) as c:
+            if args.command == "models":
+                _models(args, c)
+            elif args.command == "infer":
+                outputs = c.infer(args.model, args.image)
+                first = next(iter(outputs.values()))
+                top = np.argsort(first.reshape(first.shape[0], -1)[0])[::-1][:args.top]
+                flat = first.reshape(first.shape[0], -1)[0]
+                _emit(args, {k: v.tolist() for k, v in outputs.items()},
+                      "\n".join(f"{i}: {flat[i]:.4f}" for i in top))
+            elif args.command == "features":
+                _features(args, c)
+            elif args.command == "weights":
+                _weights(args, c)
+            elif args.command == "gradients":
+                out = Path(args.out)
+                out.mkdir(parents=True, exist_ok=True)
+                grads = c.gradients(args.model, args.image, args.wrt, target=args.target, policy=args.policy)
+                for name, arr in grads.items():
+                    np.save(out / f"{_safe(name)}.npy", arr)
+                _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(grads)} files to {out}")
+            elif args.command == "explain":
+                _explain(args, c)
+            elif args.command == "methods":
+                methods = c.methods()
+                _emit(args, methods, "\n".join(
+                    f"{m['name']:22s} {'gradient' if m['uses_gradients'] else 'forward '}  {m['doc']}\n"
+                    f"{'':22s} params: {m['defaults']}" for m in methods))
+            elif args.command == "maximize":
+                _maximize(args, c)
+            elif args.command == "audit":
+                from inspector.cli.audit import run_audit
+
+                run_audit(args, c, _image_files(args.images))
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    return 0
