@@ -1,0 +1,278 @@
+"""Models on disk, addressed by the sha256 of their .onnx bytes, with optional unique names.
+
+Layout: root/<sha256>/model.onnx (+ external data files) + meta.json. Every write happens in
+root/.tmp/<random>/ and becomes visible by one os.rename of the whole folder, so a crash leaves
+the complete entry or nothing; .tmp is emptied on start. A name is an alias of one id: giving
+it to another model moves it (the old model keeps its id and loses the name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import onnx
+
+from inspector import errors
+from inspector.store.external_data import external_locations, safe_source
+
+log = logging.getLogger(__name__)
+ID_RE = re.compile(r"[0-9a-f]{64}")
+HEX_RE = re.compile(r"[0-9a-fA-F]{8,64}")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One stored model; `metadata` is free JSON (the core keeps the preprocess spec there)."""
+
+    id: str
+    name: str | None
+    path: Path
+    size_bytes: int
+    created: float
+    metadata: dict = field(default_factory=dict)
+
+
+class ModelStore:
+    """Content-addressed model files under `root`; safe for threads of one process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / ".tmp"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir()
+        self._lock = threading.RLock()
+        self._entries: dict[str, StoredModel] = {}
+        self._names: dict[str, str] = {}
+        self._restore()
+
+    def put_bytes(self, chunks: Iterable[bytes], *, name: str | None = None,
+                  metadata: dict | None = None, max_bytes: int | None = None) -> StoredModel:
+        """Store a model streamed as chunks; same bytes again return the same entry."""
+        _check_name(name)
+        work = self._workdir()
+        try:
+            digest, size = _write_stream(chunks, work / "model.onnx", max_bytes)
+            if external_locations(_parse(work / "model.onnx")):
+                raise errors.InvalidArgument(
+                    "this model keeps its weights in external data files, which an upload cannot "
+                    "carry; add it from its folder (put_path) or save it with the weights inside")
+            return self._commit(work, digest, size, name, metadata)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def put_path(self, path: Path, *, name: str | None = None,
+                 metadata: dict | None = None) -> StoredModel:
+        """Copy a model file and the external-data files it references (inside its folder only)."""
+        _check_name(name)
+        path = Path(path)
+        if not path.is_file():
+            raise errors.InvalidArgument(f"there is no model file at '{path}'", field="path")
+        work = self._workdir()
+        try:
+            with path.open("rb") as src:
+                digest, size = _write_stream(iter(lambda: src.read(1 << 20), b""),
+                                             work / "model.onnx", None)
+            for location in external_locations(_parse(work / "model.onnx")):
+                target = work / location
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(safe_source(path.parent, location), target)
+                _fsync(target)
+                size += target.stat().st_size
+            return self._commit(work, digest, size, name, metadata)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def get(self, ref: str) -> StoredModel:
+        """By id, by name, or by a unique id prefix of at least 8 hex digits."""
+        with self._lock:
+            if ref in self._entries:
+                return self._entries[ref]
+            if ref in self._names:
+                return self._entries[self._names[ref]]
+            if HEX_RE.fullmatch(ref):
+                hits = [i for i in self._entries if i.startswith(ref.lower())]
+                if len(hits) == 1:
+                    return self._entries[hits[0]]
+                if hits:
+                    raise errors.InvalidArgument(
+                        f"model id prefix '{ref}' matches {len(hits)} models; give more digits",
+                        field="model")
+        raise errors.NotFound(
+            f"no stored model has the id or name '{ref}'; list the stored models to see their "
+            "ids and names, or upload the model first", field="model")
+
+    def list(self) -> list[StoredModel]:
+        """Every stored model, oldest first."""
+        with self._lock:
+            return sorted(self._entries.values(), key=lambda e: (e.created, e.id))
+
+    def delete(self, ref: str) -> StoredModel:
+        """Remove a model (and its name); returns what was removed."""
+        with self._lock:
+            entry = self.get(ref)
+            trash = self._tmp / f"deleted-{uuid.uuid4().hex}"
+            os.rename(self.root / entry.id, trash)  # atomic: gone for a restart from here on
+            _fsync(self.root)
+            del self._entries[entry.id]
+            if entry.name is not None:
+                self._names.pop(entry.name, None)
+        shutil.rmtree(trash, ignore_errors=True)
+        return entry
+
+    def update_metadata(self, ref: str, metadata: dict) -> StoredModel:
+        """Replace a model's metadata (the whole dict)."""
+        with self._lock:
+            return self._save(replace(self.get(ref), metadata=dict(metadata)))
+
+    def _commit(self, work: Path, digest: str, size: int, name: str | None,
+                metadata: dict | None) -> StoredModel:
+        """Make a finished work folder the entry `digest`, or update the entry it duplicates.
+
+        A name moving from another model is written to the new holder first, so a crash in
+        between leaves it on both; the restore gives it to the newest (see _restore).
+        """
+        with self._lock:
+            previous = self._names.get(name) if name is not None else None
+            entry = self._entries.get(digest)
+            if entry is None:
+                entry = StoredModel(digest, name, self.root / digest / "model.onnx", size,
+                                    time.time(), dict(metadata or {}))
+                _write_json(work / "meta.json", _meta(entry))
+                os.rename(work, self.root / digest)
+                _fsync(self.root)
+                self._index(entry)
+            elif (name is not None and name != entry.name) or metadata is not None:
+                entry = self._save(replace(
+                    entry, name=entry.name if name is None else name,
+                    metadata=entry.metadata if metadata is None else dict(metadata)))
+            if previous is not None and previous != digest:
+                self._save(replace(self._entries[previous], name=None))
+            return entry
+
+    def _save(self, entry: StoredModel) -> StoredModel:
+        """Atomically rewrite an entry's meta.json and update the index."""
+        tmp = self._tmp / f"meta-{uuid.uuid4().hex}.json"
+        _write_json(tmp, _meta(entry))
+        os.replace(tmp, self.root / entry.id / "meta.json")
+        self._index(entry)
+        return entry
+
+    def _index(self, entry: StoredModel) -> None:
+        """Record `entry` in memory; it holds its name (if any) from now on."""
+        old = self._entries.get(entry.id)
+        if old is not None and old.name is not None and self._names.get(old.name) == entry.id:
+            del self._names[old.name]
+        if entry.name is not None:
+            self._names[entry.name] = entry.id
+        self._entries[entry.id] = entry
+
+    def _workdir(self) -> Path:
+        work = self._tmp / uuid.uuid4().hex
+        work.mkdir()
+        return work
+
+    def _restore(self) -> None:
+        """Load every complete entry; a name claimed twice (crash mid-move) goes to the newest."""
+        updated: dict[str, float] = {}
+        for folder in self.root.iterdir():
+            if not ID_RE.fullmatch(folder.name) or not (folder / "model.onnx").is_file():
+                continue
+            try:
+                meta = json.loads((folder / "meta.json").read_text())
+                entry = StoredModel(folder.name, meta.get("name"), folder / "model.onnx",
+                                    int(meta["size_bytes"]), float(meta["created"]),
+                                    dict(meta.get("metadata") or {}))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping model folder %s: unreadable meta.json (%s)", folder.name, exc)
+                continue
+            self._entries[entry.id] = entry
+            stamp = float(meta.get("updated", entry.created))
+            if entry.name is not None:
+                other = self._names.get(entry.name)
+                if other is None or updated[other] < stamp:
+                    self._names[entry.name] = entry.id
+            updated[entry.id] = stamp
+        for entry in list(self._entries.values()):
+            if entry.name is not None and self._names.get(entry.name) != entry.id:
+                self._entries[entry.id] = replace(entry, name=None)
+
+
+def _check_name(name: str | None) -> None:
+    """Names are short printable labels that cannot be mistaken for an id."""
+    if name is None:
+        return
+    if not name or len(name) > 200 or not name.isprintable() or name != name.strip():
+        raise errors.InvalidArgument(
+            "a model name must be 1-200 printable characters without leading/trailing spaces",
+            field="name")
+    if HEX_RE.fullmatch(name):
+        raise errors.InvalidArgument(
+            f"the name '{name}' looks like a model id; add a letter other than a-f", field="name")
+
+
+def _write_stream(chunks: Iterable[bytes], target: Path, max_bytes: int | None) -> tuple[str, int]:
+    """Write chunks to `target` while hashing; fsync; (sha256 hex, size)."""
+    digest, size = hashlib.sha256(), 0
+    with target.open("wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise errors.ResourceExhausted(
+                    f"the model is larger than the upload limit of {max_bytes} bytes", field="model")
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return digest.hexdigest(), size
+
+
+def _parse(path: Path) -> onnx.ModelProto:
+    """The model's proto without external data; InvalidArgument unless it looks like a model."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends; the cause is the bytes
+        raise errors.InvalidArgument(
+            "the data is not an ONNX model (it does not parse as onnx.ModelProto)", field="model"
+        ) from exc
+    if not model.graph.node or not model.opset_import:
+        raise errors.InvalidArgument(
+            "the data is an empty or incomplete ONNX model (no graph nodes or no opset_import)",
+            field="model")
+    return model
+
+
+def _meta(entry: StoredModel) -> dict:
+    return {"id": entry.id, "name": entry.name, "size_bytes": entry.size_bytes,
+            "created": entry.created, "updated": time.time(), "metadata": entry.metadata}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(f"model metadata must be JSON: {exc}", field="metadata") from exc
+    with path.open("w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (so a rename inside it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
