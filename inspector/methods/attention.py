@@ -1,0 +1,128 @@
+"""Attention in CNN-like graphs: transformer attention probabilities (MatMul -> scale -> Softmax ->
+MatMul) with attention rollout, and squeeze-and-excitation channel gates (pool -> ... -> sigmoid -> Mul)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from inspector.access import ModelAccess
+from inspector.errors import InvalidArgument
+from inspector.methods.base import Explanation, Method
+from inspector.methods.layers import check_layers
+from inspector.methods.maps import scale_maps, upsample
+from inspector.methods.run import Run
+
+SCALE_OPS = {"Div", "Mul", "Add", "Where", "Cast", "Identity"}
+GATES = {"Sigmoid", "HardSigmoid"}
+POOLS = {"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"}
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def _upstream(producer: dict[str, onnx.NodeProto], tensor: str, depth: int) -> list[onnx.NodeProto]:
+    """Nodes within `depth` steps above `tensor`."""
+    found, frontier = [], [tensor]
+    for _ in range(depth):
+        nodes = [producer[t] for t in frontier if t in producer]
+        found.extend(nodes)
+        frontier = [i for n in nodes for i in n.input if i]
+    return found
+
+
+def attention_probabilities(model: onnx.ModelProto) -> list[str]:
+    """Softmax outputs that sit between two MatMuls (scores from Q.K^T, output weights V)."""
+    producer = _producers(model)
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    found = []
+    for n in model.graph.node:
+        if n.op_type != "Softmax" or "MatMul" not in consumers.get(n.output[0], []):
+            continue
+        node = producer.get(n.input[0])
+        while node is not None and node.op_type in SCALE_OPS:
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == "MatMul":
+            found.append(n.output[0])
+    return found
+
+
+def squeeze_excitation_gates(model: onnx.ModelProto) -> list[str]:
+    """Gate tensors g of blocks y = x * g, where g = sigmoid(... pool(x)) (SE / channel attention)."""
+    producer = _producers(model)
+    gates = []
+    for n in model.graph.node:
+        if n.op_type != "Mul" or len(n.input) != 2:
+            continue
+        for gate, feature in (n.input, n.input[::-1]):
+            g = producer.get(gate)
+            if g is None or g.op_type not in GATES:
+                continue
+            if any(p.op_type in POOLS and p.input[0] == feature for p in _upstream(producer, gate, 8)):
+                gates.append(gate)
+    return list(dict.fromkeys(gates))
+
+
+def rollout(maps: list[np.ndarray], n: int, head_fusion: str) -> np.ndarray:
+    """Abnar & Zuidema's rollout: fuse heads, add identity for residuals, renormalize, multiply layers."""
+    result = None
+    for a in maps:
+        a = np.asarray(a, np.float64)
+        if a.ndim == 4:
+            a = {"mean": a.mean, "max": a.max, "min": a.min}[head_fusion](axis=1)
+        elif a.ndim == 3 and a.shape[0] != n:
+            a = a.reshape(n, -1, *a.shape[1:]).mean(axis=1)
+        if a.ndim != 3 or a.shape[1] != a.shape[2]:
+            raise InvalidArgument(f"attention tensor of shape {list(a.shape)} is not [N, heads, T, T] or [N, T, T]",
+                                  field="layers")
+        a = 0.5 * a + 0.5 * np.eye(a.shape[1])
+        a /= a.sum(axis=2, keepdims=True)
+        result = a if result is None else a @ result
+    return result
+
+
+def token_grid(r: np.ndarray) -> np.ndarray:
+    """[N, T, T] rollout -> [N, g, g]: the class token's row if T = g*g + 1, else the mean row."""
+    t = r.shape[1]
+    if math.isqrt(t - 1) ** 2 == t - 1 and t > 1:
+        g, row = math.isqrt(t - 1), r[:, 0, 1:]
+    elif math.isqrt(t) ** 2 == t:
+        g, row = math.isqrt(t), r.mean(axis=1)
+    else:
+        raise InvalidArgument(f"{t} tokens do not form a square grid (with or without a class token)",
+                              field="layers")
+    return row.reshape(len(r), g, g)
+
+
+class AttentionRollout(Method):
+    name = "attention_rollout"
+    uses_gradients = False
+    defaults = {"head_fusion": "mean"}
+    doc = "Product of head-averaged attention (+ identity) over layers (Abnar & Zuidema, ACL 2020)."
+
+    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        chosen = check_layers(access.graph, layers) if layers else attention_probabilities(access.graph)
+        if not chosen:
+            raise InvalidArgument("the model has no attention blocks (MatMul -> Softmax -> MatMul); "
+                                  "attention_rollout needs a transformer-style model", field="layers")
+        return chosen
+
+    def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        return [*layers, *squeeze_excitation_gates(access.graph)]
+
+    def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
+        if params["head_fusion"] not in ("mean", "max", "min"):
+            raise InvalidArgument("head_fusion must be mean, max or min", field="head_fusion")
+        n = len(run.x)
+        grid = token_grid(rollout([run.outputs[t] for t in layers], n, str(params["head_fusion"])))
+        extras = {f"attention/{t}": np.asarray(run.outputs[t], np.float32) for t in layers}
+        extras.update({f"channel_attention/{t}": run.outputs[t].reshape(n, -1)
+                       for t in squeeze_excitation_gates(run.access.graph)})
+        return run.finish(self.name, scale_maps(upsample(grid, run.size)), params, layers,
+                          layer_heatmap=scale_maps(grid), extras=extras)

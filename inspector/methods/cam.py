@@ -1,0 +1,102 @@
+"""The CAM family's shared shape (as pytorch-grad-cam's BaseCAM): subclasses only say how the
+channels of a layer are weighted; this class fetches activations and gradients, applies
+ReLU, upsamples, scales per image, averages several layers, and does aug / eigen smoothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.access import ModelAccess
+from inspector.errors import InvalidArgument
+from inspector.methods.base import Explanation, Method
+from inspector.methods.layers import check_layers, default_layer
+from inspector.methods.maps import first_component, scale_maps, upsample
+from inspector.methods.run import Run
+
+AUGMENTATIONS = [(flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1)]
+
+
+@dataclass
+class CamInput:
+    """What a subclass sees for one layer: activations [N,C,h,w], gradients (or None), the inputs."""
+
+    run: Run
+    x: np.ndarray
+    rows: np.ndarray
+    layer: str
+    act: np.ndarray
+    grad: np.ndarray | None
+    params: dict[str, object]
+
+
+class BaseCAM(Method):
+    """Class activation maps over one or more layers; `channel_weights` is the method."""
+
+    uses_gradients = True
+    defaults: dict[str, object] = {"aug_smooth": False, "eigen_smooth": False}
+
+    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        return check_layers(access.graph, layers) if layers else [default_layer(access.graph)]
+
+    def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        from inspector.methods.attention import squeeze_excitation_gates
+
+        return [*layers, *squeeze_excitation_gates(access.graph)]
+
+    def channel_weights(self, c: CamInput) -> np.ndarray:
+        """[N, C] weights of the layer's channels (Grad-CAM: mean gradient)."""
+        raise NotImplementedError
+
+    def weighted_activations(self, c: CamInput) -> np.ndarray:
+        """[N, C, h, w] activations times their weights; summed over C for the map."""
+        return c.act * self.channel_weights(c)[:, :, None, None]
+
+    def layer_map(self, c: CamInput) -> np.ndarray:
+        """[N, h, w] map before ReLU; eigen_smooth takes the first principal component instead of the sum."""
+        weighted = self.weighted_activations(c)
+        return first_component(weighted) if c.params["eigen_smooth"] else weighted.sum(axis=1)
+
+    def layer_maps(self, run: Run, x: np.ndarray, layers: list[str], params: dict[str, object],
+                   outputs: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """ReLU'd [N, h, w] map of each layer for the batch x (seeded like the original images)."""
+        rows = np.arange(len(x))
+        acts = outputs if outputs is not None else run.forward(x, layers)
+        grads = run.gradients(x, layers, rows) if self.uses_gradients else {}
+        maps = []
+        for layer in layers:
+            act = np.asarray(acts[layer], np.float32)
+            if act.ndim != 4:
+                raise InvalidArgument(f"layer {layer} has shape {list(act.shape)}; class activation maps need "
+                                      "an N,C,h,w tensor", field="layers")
+            grad = grads.get(layer)
+            c = CamInput(run, x, rows, layer, act, None if grad is None else np.asarray(grad, np.float32), params)
+            maps.append(np.maximum(np.nan_to_num(self.layer_map(c)), 0.0).astype(np.float32))
+        return maps
+
+    def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
+        params = {**params, "aug_smooth": bool(params["aug_smooth"]), "eigen_smooth": bool(params["eigen_smooth"])}
+        maps = self.layer_maps(run, run.x, layers, params, run.outputs)
+        heat = self.combine(maps, run.size)
+        if params["aug_smooth"]:
+            heat = scale_maps(np.mean([self.augmented(run, layers, params, f, k) for f, k in AUGMENTATIONS], axis=0))
+        extras = {f"channel_attention/{t}": run.outputs[t].reshape(len(run.x), -1)
+                  for t in run.outputs if t not in layers and t != run.tensor
+                  and t not in run.access.output_names}
+        return run.finish(self.name, heat, params, layers, layer_heatmap=scale_maps(maps[0]), extras=extras)
+
+    def combine(self, maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+        """Upsample and scale each layer's map, average the layers, scale again."""
+        scaled = [scale_maps(upsample(m, size)) for m in maps]
+        return scale_maps(np.mean(scaled, axis=0))
+
+    def augmented(self, run: Run, layers: list[str], params: dict[str, object], flip: bool,
+                  factor: float) -> np.ndarray:
+        """The input-size map of one test-time augmentation (hflip x brightness), mapped back."""
+        axis = 2 if run.layout == "NHWC" else 3
+        x = run.x * np.float32(factor)
+        x = np.flip(x, axis=axis) if flip else x
+        heat = self.combine(self.layer_maps(run, np.ascontiguousarray(x), layers, params), run.size)
+        return np.flip(heat, axis=2) if flip else heat

@@ -1,0 +1,76 @@
+"""Layer choice over the ONNX graph: the default CAM layer and checks on user-named layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx
+
+from inspector.errors import InvalidArgument
+
+
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
+    """Shapes of every tensor onnx shape inference can type (dims: int, symbol or None)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is a best effort; fall back to declared shapes
+        inferred = model
+    g = inferred.graph
+    shapes = {}
+    for v in [*g.input, *g.value_info, *g.output]:
+        t = v.type.tensor_type
+        if t.HasField("shape"):
+            shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                   for d in t.shape.dim)
+    return shapes
+
+
+def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
+    """Names of the tensors `tensor` depends on (itself included)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in producer:
+            todo.extend(i for i in producer[t].input if i)
+    return seen
+
+
+def _spatial(shape: tuple[int | str | None, ...] | None) -> bool:
+    if shape is None or len(shape) != 4:
+        return False
+    return all(not isinstance(d, int) or d > 1 for d in shape[2:])
+
+
+def default_layer(model: onnx.ModelProto) -> str:
+    """The last tensor with spatial extent (4-D, H and W > 1) on the way to the first output.
+
+    That is the layer before the global pooling / flatten, as pytorch-grad-cam's usual choice
+    (ResNet's layer4[-1]); symbolic H, W count as spatial.
+    """
+    if not model.graph.output:
+        raise InvalidArgument("the model has no outputs", field="layers")
+    needed = ancestors(model, model.graph.output[0].name)
+    shapes = tensor_shapes(model)
+    chosen = None
+    for node in model.graph.node:
+        for out in node.output:
+            if out in needed and _spatial(shapes.get(out)):
+                chosen = out
+    if chosen is None:
+        raise InvalidArgument("found no 4-D tensor with spatial extent before the first output; "
+                              "name the layer to explain explicitly", field="layers")
+    return chosen
+
+
+def check_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
+    """The layers, if each is a node output of the model; otherwise an error naming the unknown ones."""
+    known = {o for n in model.graph.node for o in n.output}
+    missing = [name for name in layers if name not in known]
+    if missing:
+        raise InvalidArgument(f"unknown layer tensor(s) {', '.join(missing)}; use the output tensor names "
+                              "of the model's nodes (see the layer table)", field="layers")
+    return list(layers)

@@ -1,0 +1,66 @@
+"""The original CAM: layer -> global average pooling -> linear classifier; weights read from the graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from inspector.errors import InvalidArgument
+from inspector.methods.cam import BaseCAM, CamInput
+
+PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity"}
+
+
+def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str]]:
+    """(W [K, C], names of the classifier's output tensor and its aliases) after `layer`'s pooling."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def only(tensor: str) -> onnx.NodeProto | None:
+        nodes = consumers.get(tensor, [])
+        return nodes[0] if len(nodes) == 1 else None
+
+    node = only(layer)
+    if node is None or node.op_type not in ("GlobalAveragePool", "ReduceMean"):
+        raise InvalidArgument(f"cam needs layer {layer} to feed one global average pooling followed by a linear "
+                              "classifier; use gradcam for other architectures", field="layers")
+    node = only(node.output[0])
+    while node is not None and node.op_type in PASS_THROUGH:
+        node = only(node.output[0])
+    if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[1] not in inits:
+        raise InvalidArgument(f"cam found no Gemm/MatMul with constant weights after the pooling of {layer}; "
+                              "use gradcam for this model", field="layers")
+    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm":
+        w = (w if attrs.get("transB", 0) else w.T) * float(attrs.get("alpha", 1.0))
+    else:
+        w = w.T
+    aliases = {node.output[0]}
+    follow = only(node.output[0])
+    while follow is not None and (follow.op_type == "Identity" or
+                                  (follow.op_type == "Add" and any(i in inits for i in follow.input))):
+        aliases.add(follow.output[0])
+        follow = only(follow.output[0])
+    return w, aliases
+
+
+class CAM(BaseCAM):
+    name = "cam"
+    uses_gradients = False
+    doc = "Class activation mapping: the classifier's weights of the target class over the last conv " \
+          "layer (Zhou et al., CVPR 2016, arXiv:1512.04150)."
+
+    def channel_weights(self, c: CamInput) -> np.ndarray:
+        w, aliases = linear_head(c.run.access.graph, c.layer)
+        if c.run.tensor not in aliases:
+            raise InvalidArgument(f"cam explains the classifier output ({sorted(aliases)[0]}); the target tensor is "
+                                  f"{c.run.tensor}", field="tensor")
+        if w.shape[1] != c.act.shape[1]:
+            raise InvalidArgument(f"the classifier after {c.layer} reads {w.shape[1]} features but the layer has "
+                                  f"{c.act.shape[1]} channels", field="layers")
+        return c.run.seed[c.rows].reshape(len(c.rows), -1) @ w

@@ -1,0 +1,129 @@
+"""One explanation call's state: the batch, its layout, the fixed target seed, batched model calls.
+
+The seed is fixed once from the original forward pass, so perturbed or interpolated copies of an
+image are scored against the same target (its top-1 class is not re-chosen per copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.access import ModelAccess
+from inspector.errors import InvalidArgument
+from inspector.methods.base import Explanation, Target, describe_targets, make_seed
+
+
+def image_layout(x: np.ndarray) -> str:
+    """"NHWC" when the last axis holds 1 or 3 channels and axis 1 does not; otherwise "NCHW"."""
+    return "NHWC" if x.shape[3] in (1, 3) and x.shape[1] not in (1, 3) else "NCHW"
+
+
+def check_images(x: np.ndarray) -> np.ndarray:
+    """The batch as a float array of rank 4, or a user-facing error."""
+    x = np.asarray(x)
+    if x.ndim != 4 or 0 in x.shape:
+        raise InvalidArgument(f"the input must be an image batch [N, C, H, W] or [N, H, W, C]; got shape "
+                              f"{list(x.shape)}", field="input")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidArgument(f"the input must be a float tensor; got {x.dtype}", field="input")
+    if not np.all(np.isfinite(x)):
+        raise InvalidArgument("the input contains NaN or infinite values", field="input")
+    return x
+
+
+@dataclass
+class Run:
+    """A started explanation: first forward done, target seed and score known."""
+
+    access: ModelAccess
+    x: np.ndarray
+    target: Target
+    tensor: str
+    layout: str
+    outputs: dict[str, np.ndarray]
+    seed: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def start(cls, access: ModelAccess, x: np.ndarray, target: Target, fetch: Sequence[str] = ()) -> Run:
+        x = check_images(x)
+        tensor = target.tensor or access.output_names[0]
+        run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0))
+        run.outputs = run.forward(x, fetch)
+        value = run.outputs[tensor]
+        run.seed = make_seed(target, value)
+        run.score = (run.seed * value).reshape(len(x), -1).sum(axis=1)
+        return run
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the input images."""
+        return self.x.shape[1:3] if self.layout == "NHWC" else self.x.shape[2:4]
+
+    def forward(self, x: np.ndarray, fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Forward pass that also returns the target tensor and `fetch`."""
+        extra = [] if self.tensor in self.access.output_names else [self.tensor]
+        return self.access.forward(np.ascontiguousarray(x, self.x.dtype), list(dict.fromkeys([*fetch, *extra])))
+
+    def scores(self, count: int, images: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+               batch_size: int) -> np.ndarray:
+        """Target scores of `count` inputs; images(i0, i1) gives (inputs, source image rows) for [i0, i1)."""
+        out = np.empty(count, np.float64)
+        for i0 in range(0, count, batch_size):
+            self.access.check_cancelled()
+            xs, rows = images(i0, min(count, i0 + batch_size))
+            value = self.forward(xs)[self.tensor]
+            out[i0:i0 + len(xs)] = (self.seed[rows] * value).reshape(len(xs), -1).sum(axis=1)
+        return out
+
+    def gradients(self, x: np.ndarray, wrt: Sequence[str], rows: np.ndarray | None = None,
+                  policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """d(target)/d(wrt) on `x`, whose image i uses the seed of source image rows[i]."""
+        seed = self.seed if rows is None else self.seed[rows]
+        return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
+                                    list(wrt), policy=policy, fetch=list(fetch))
+
+    def input_gradients(self, count: int, images: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                        batch_size: int, policy: str = "standard") -> np.ndarray:
+        """Input gradients of `count` inputs, computed `batch_size` at a time."""
+        name = self.access.input_name
+        out = np.empty((count, *self.x.shape[1:]), np.float32)
+        for i0 in range(0, count, batch_size):
+            self.access.check_cancelled()
+            xs, rows = images(i0, min(count, i0 + batch_size))
+            out[i0:i0 + len(xs)] = self.gradients(xs, [name], rows, policy)[name]
+        return out
+
+    def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0) -> np.ndarray:
+        """x[rows] * m + baseline * (1 - m) for spatial maps m [M, H, W] (broadcast over channels)."""
+        m = maps[..., None] if self.layout == "NHWC" else maps[:, None]
+        x = self.x[rows]
+        return (x * m + np.asarray(baseline, np.float32) * (1.0 - m)).astype(self.x.dtype)
+
+    def to_spatial(self, attribution: np.ndarray, how: str) -> np.ndarray:
+        """Reduce an input-shaped attribution over channels: "absmax", "abssum" or "sum"."""
+        axis = 3 if self.layout == "NHWC" else 1
+        if how == "absmax":
+            return np.abs(attribution).max(axis=axis)
+        if how == "abssum":
+            return np.abs(attribution.sum(axis=axis))
+        return attribution.sum(axis=axis)
+
+    def finish(self, method: str, heatmap: np.ndarray, params: dict[str, object], layers: Sequence[str] = (),
+               layer_heatmap: np.ndarray | None = None, attribution: np.ndarray | None = None,
+               extras: dict[str, np.ndarray] | None = None) -> Explanation:
+        """Package the result; score_after is the target score on x * heatmap."""
+        heatmap = np.nan_to_num(np.asarray(heatmap, np.float32)).clip(0.0, 1.0)
+        rows = np.arange(len(self.x))
+        after = self.scores(len(rows), lambda i0, i1: (self.blend(heatmap[i0:i1], rows[i0:i1]), rows[i0:i1]),
+                            batch_size=max(1, len(rows)))
+        return Explanation(
+            method=method, heatmap=heatmap,
+            layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),
+            attribution=None if attribution is None else np.asarray(attribution, np.float32),
+            layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor),
+            score=self.score.astype(np.float32), score_after=after.astype(np.float32),
+            params=dict(params), extras=dict(extras or {}))
