@@ -132,6 +132,31 @@ class Inspector:
         return [{"name": name, "doc": cls.doc, "uses_gradients": cls.uses_gradients,
                  "defaults": dict(cls.defaults)} for name, cls in METHODS.items()]
 
+    def maximize(self, ref: str, layer: str, channels: Sequence[int], *, steps: int = 256,
+                 objective: str = "channel", params: dict | None = None, preview_every: int = 0):
+        """A generator of results.Progress events that returns the final Result."""
+        from inspector.calls.maximize import maximize
+
+        loaded = self._open(ref)
+        params = dict(params or {})
+        spec = self._image_spec(loaded, params.get("size"))
+        return maximize(loaded, spec, layer, channels, steps=steps, objective=objective,
+                        params=params, preview_every=preview_every)
+
+    def _image_spec(self, loaded: LoadedModel, size=None):
+        """The model's resolved preprocessing; a symbolic input size takes `size` or 224."""
+        from inspector.imaging.preprocess import resolve_spec
+
+        spec = dict(loaded.metadata.get("preprocess") or {})
+        if size is not None:
+            spec["resize"] = (int(size), int(size)) if isinstance(size, int | float) else tuple(size)
+            spec.pop("crop", None)
+        try:
+            return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
+        except errors.InvalidArgument:
+            spec["resize"], spec["crop"] = (224, 224), None
+            return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
+
     # ---- internals ----------------------------------------------------------------------
     def _metadata(self, preprocess: dict | None, providers: Sequence[str]) -> dict:
         spec = spec_from_dict(preprocess)  # validates field names early
