@@ -92,21 +92,29 @@ class _Ascent:
 
 def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: MaximizeConfig,
              to_input: ToInput, input_size: tuple[int, int]) -> Generator[Progress, None, Maximization]:
-    """Climb the objective from noise; yields Progress each step and returns the Maximization."""
+    """Climb the objective from noise; yields Progress each step and returns the Maximization.
+
+    Bad layers, channels, sizes and preprocessing raise here, before the generator is returned.
+    """
     if len(input_size) != 2 or min(input_size) < 8:
         raise errors.InvalidArgument(f"input size {input_size} is too small; use at least 8x8",
                                      field="input_size")
     size = (int(input_size[0]), int(input_size[1]))
     terms = _terms(access, layer, channels, config)
-    n = len(terms[0].channels)
     pull = InputPullback(to_input, size)
-    kind = FourierImage if config.parameterization == "fft" else PixelImage
-    param = kind(size, config.decorrelate, config.decay) if kind is FourierImage else kind(
-        size, config.decorrelate)
+    param = (FourierImage(size, config.decorrelate, config.decay)
+             if config.parameterization == "fft" else PixelImage(size, config.decorrelate))
     rng = np.random.default_rng(config.seed)
-    p = param.init(rng, n, config.init_sd)
+    p = param.init(rng, len(terms[0].channels), config.init_sd)
     initial, acts = _evaluate(access, terms, np.asarray(to_input(param.rgb(p))))
     ascent = _Ascent(access, terms, acts, config.diversity)
+    return _climb(access, config, to_input, size, param, p, rng, pull, ascent, initial)
+
+
+def _climb(access: ModelAccess, config: MaximizeConfig, to_input: ToInput, size: tuple[int, int],
+           param: FourierImage | PixelImage, p: np.ndarray, rng: np.random.Generator,
+           pull: InputPullback, ascent: _Ascent, initial: np.ndarray,
+           ) -> Generator[Progress, None, Maximization]:
     robust = Robustness(config.pad, config.jitter, config.scale, config.rotate)
     adam = Adam(config.lr)
     history = []
@@ -128,6 +136,6 @@ def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: M
         yield Progress(step, values, to_uint8(param.rgb(p)) if show else None)
     rgb = param.rgb(p)
     inputs = np.asarray(to_input(rgb))
-    final, _ = _evaluate(access, terms, inputs)
+    final, _ = _evaluate(access, ascent.terms, inputs)
     return Maximization(inputs=inputs, images=to_uint8(rgb), objective=np.stack(history),
                         initial_objective=initial, final_objective=final)

@@ -65,6 +65,11 @@ def rotate(size: Size, degrees: float) -> Affine:
     return Affine(_about_center(size, np.array([[c, -s], [s, c]])), size)
 
 
+def center(size: Size, out: Size) -> Affine:
+    """Cut (or grey-pad) the canvas to `out` around its center, at scale 1."""
+    return Affine(_shift((size[0] - out[0]) // 2, (size[1] - out[1]) // 2), out)
+
+
 def resize(size: Size, out: Size) -> Affine:
     """Resample the canvas to `out` (pixel-center aligned, like align_corners=False)."""
     sy, sx = size[0] / out[0], size[1] / out[1]
@@ -120,7 +125,11 @@ class Resample:
 
 @dataclass(frozen=True)
 class Robustness:
-    """Lucid's standard chain: pad -> jitter -> scale -> rotate -> jitter, then fit to the input."""
+    """Lucid's standard chain: pad -> jitter -> scale -> rotate -> jitter.
+
+    Lucid feeds the resulting larger canvas to the model; models with a fixed input size cannot
+    take it, so we cut the model's input size out of its center instead (scale stays 1).
+    """
 
     pad: int = 12
     jitter: tuple[int, ...] = (8, 4)
@@ -137,7 +146,7 @@ class Robustness:
         chain = chain.then(rotate(chain.size, float(rng.uniform(-self.rotate, self.rotate))))
         for d in rest:
             chain = self._jitter(rng, chain, d)
-        return chain.then(resize(chain.size, out))
+        return chain.then(center(chain.size, out))
 
     @staticmethod
     def _jitter(rng: np.random.Generator, chain: Affine, d: int) -> Affine:

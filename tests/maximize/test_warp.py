@@ -28,7 +28,8 @@ def _dot_test(affine: warp.Affine, source=SIZE) -> None:
     lambda: warp.rotate(SIZE, 10.0),
     lambda: warp.rotate(SIZE, -7.3),
     lambda: warp.resize(SIZE, (9, 20)),
-], ids=["pad", "jitter", "zoom_in", "zoom_out", "rotate", "rotate_neg", "resize"])
+    lambda: warp.center(SIZE, (9, 20)),
+], ids=["pad", "jitter", "zoom_in", "zoom_out", "rotate", "rotate_neg", "resize", "center"])
 def test_every_transform_has_an_exact_adjoint(make):
     _dot_test(make())
 
