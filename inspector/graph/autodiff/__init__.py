@@ -1,0 +1,132 @@
+"""Reverse-mode autodiff over ONNX graphs: ModelProto in, forward+backward ModelProto out.
+
+onnxruntime runs inference graphs only, so gradients come from a backward graph generated
+here, one VJP rule per op type (rules/). The seed is a graph input, so one model serves
+every target; only the part between the `wrt` tensors and `start` is differentiated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper
+
+from ...errors import FailedPrecondition, InvalidArgument
+from . import rules  # noqa: F401  (registers every rule)
+from .assemble import assemble
+from .emitter import Emitter
+from .paths import check_names, find_path, tensor_names
+from .prepare import default_opset, tensor_types, upgrade_opset
+from .registry import RULES
+
+POLICIES = ("standard", "guided_backprop", "deconvnet")
+
+
+class NotDifferentiable(FailedPrecondition):
+    """The path between wrt and start holds ops without a gradient rule."""
+
+    def __init__(self, blocking: Sequence[tuple[str, str]], detail: str = "") -> None:
+        listed = ", ".join(f"{op} (node '{name}')" for op, name in blocking)
+        super().__init__(
+            f"Cannot compute gradients through {listed}{': ' + detail if detail else ''}. "
+            f"Supported ops: {', '.join(supported_ops())}. Gradient-free methods (occlusion, "
+            "Score-CAM, Ablation-CAM, RISE) still work on this model.")
+        self.blocking = list(blocking)
+
+
+@dataclass(frozen=True)
+class GradientModel:
+    model: onnx.ModelProto            # forward + backward in one graph
+    seed_input: str                   # extra input holding the seed (shape of `start`)
+    gradient_outputs: dict[str, str]  # wrt tensor name -> graph output holding its gradient
+    fetch_outputs: dict[str, str]     # requested forward tensor name -> graph output name
+
+
+def supported_ops() -> list[str]:
+    """Op types with a gradient rule, sorted."""
+    return sorted(RULES)
+
+
+def blocking_ops(model: onnx.ModelProto, start: str | None = None,
+                 wrt: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(op_type, node name) of each node on the differentiated path without a rule."""
+    graph = model.graph
+    start = start or graph.output[0].name
+    inits = {t.name for t in graph.initializer}
+    wrt = list(wrt) if wrt is not None else [
+        next(i.name for i in graph.input if i.name not in inits)]
+    check_names(graph, start, wrt)
+    path = find_path(graph, start, wrt, tensor_types(model))
+    return [(n.op_type, n.name or n.output[0]) for n in path.nodes if n.op_type not in RULES]
+
+
+def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str], *,
+                         policy: str = "standard", fetch: Sequence[str] = ()) -> GradientModel:
+    """A model returning d(sum(seed * start))/d(w) for each w in wrt, plus fetched tensors."""
+    if policy not in POLICIES:
+        raise InvalidArgument(f"Unknown gradient policy '{policy}'; use one of "
+                              f"{', '.join(POLICIES)}.", field="policy")
+    wrt = list(dict.fromkeys(wrt))
+    check_names(model.graph, start, wrt)
+    for name in fetch:
+        if name not in tensor_names(model.graph):
+            raise InvalidArgument(f"The fetch tensor '{name}' is not in the model.", field="fetch")
+    blocking = blocking_ops(model, start, wrt)
+    if blocking:
+        raise NotDifferentiable(blocking)
+    model = upgrade_opset(model)
+    types = tensor_types(model)
+    path = find_path(model.graph, start, wrt, types)
+    em = Emitter(tensor_names(model.graph), types, default_opset(model), policy, path.needs)
+    seed = em.fresh("gradient_seed")
+    seed_info = helper.make_tensor_value_info(seed, em.dtype(start), em.dims(start))
+    grads = _backward(path.nodes, start, seed, em)
+    outputs = []
+    gradient_outputs = {}
+    for w in wrt:
+        parts = grads.get(w) or []
+        src = (parts[0] if len(parts) == 1 else em.do("Sum", *parts)) if parts else \
+            em.zeros_like(w)
+        gradient_outputs[w] = _output_name(em, f"{w}_grad")
+        outputs.append((src, gradient_outputs[w], w))
+    fetch_outputs = {f: _output_name(em, f"{f}_value") for f in dict.fromkeys(fetch)}
+    outputs += [(f, out, f) for f, out in fetch_outputs.items()]
+    result = assemble(model, em, seed_info, outputs)
+    return GradientModel(result, seed, gradient_outputs, fetch_outputs)
+
+
+def _output_name(em: Emitter, wanted: str) -> str:
+    if wanted in em.taken:
+        return em.fresh(wanted)
+    em.taken.add(wanted)
+    return wanted
+
+
+def _backward(nodes: list[onnx.NodeProto], start: str, seed: str,
+              em: Emitter) -> dict[str, list[str]]:
+    """Run the VJP rules in reverse order; return the gradient contributions per tensor."""
+    grads: dict[str, list[str]] = {start: [seed]}
+
+    def total(name: str) -> str | None:
+        parts = grads.get(name)
+        if not parts:
+            return None
+        if len(parts) > 1:
+            grads[name] = [em.do("Sum", *parts)]
+        return grads[name][0]
+
+    for node in reversed(nodes):
+        outs = [total(o) if o else None for o in node.output]
+        if all(g is None for g in outs):
+            continue
+        try:
+            in_grads = RULES[node.op_type].vjp(node, outs, em)
+        except NotImplementedError as exc:
+            raise NotDifferentiable([(node.op_type, node.name or node.output[0])],
+                                    str(exc)) from exc
+        for name, g in zip(node.input, in_grads, strict=False):
+            if g is not None and em.needs(name):
+                grads.setdefault(name, []).append(g)
+    return grads

@@ -1,0 +1,14 @@
+"""VJP rules, one small module per op family; importing this package registers them all."""
+
+from . import (  # noqa: F401
+    activations,
+    conv,
+    elementwise,
+    indexing,
+    matmul,
+    normalization,
+    pooling,
+    reduce,
+    resize,
+    shape_ops,
+)
