@@ -87,23 +87,34 @@ def rollout(maps: list[np.ndarray], n: int, head_fusion: str) -> np.ndarray:
     return result
 
 
-def token_grid(r: np.ndarray) -> np.ndarray:
-    """[N, T, T] rollout -> [N, g, g]: the class token's row if T = g*g + 1, else the mean row."""
+def token_grid(r: np.ndarray, size: tuple[int, int], grid: object = None) -> np.ndarray:
+    """[N, T, T] rollout -> [N, gh, gw] token map.
+
+    With a class token (T - 1 tokens on the grid) its row is used, else the mean over rows. The
+    grid is `grid` (gh, gw) if given, else square, else the factorization of T closest to the
+    image's aspect ratio.
+    """
     t = r.shape[1]
-    if math.isqrt(t - 1) ** 2 == t - 1 and t > 1:
-        g, row = math.isqrt(t - 1), r[:, 0, 1:]
+    if grid is not None:
+        gh, gw = (int(v) for v in grid)  # type: ignore[union-attr]
+        if gh * gw not in (t, t - 1):
+            raise InvalidArgument(f"grid {gh}x{gw} does not match {t} attention tokens (with or without a "
+                                  "class token)", field="grid")
+    elif t > 1 and math.isqrt(t - 1) ** 2 == t - 1:
+        gh = gw = math.isqrt(t - 1)
     elif math.isqrt(t) ** 2 == t:
-        g, row = math.isqrt(t), r.mean(axis=1)
+        gh = gw = math.isqrt(t)
     else:
-        raise InvalidArgument(f"{t} tokens do not form a square grid (with or without a class token)",
-                              field="layers")
-    return row.reshape(len(r), g, g)
+        pairs = [(h, t // h) for h in range(1, t + 1) if t % h == 0]
+        gh, gw = min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(size[0] / size[1])))
+    row = r[:, 0, 1:] if gh * gw == t - 1 else r.mean(axis=1)
+    return row.reshape(len(r), gh, gw)
 
 
 class AttentionRollout(Method):
     name = "attention_rollout"
     uses_gradients = False
-    defaults = {"head_fusion": "mean"}
+    defaults = {"head_fusion": "mean", "grid": None}
     doc = "Product of head-averaged attention (+ identity) over layers (Abnar & Zuidema, ACL 2020)."
 
     def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
@@ -120,7 +131,8 @@ class AttentionRollout(Method):
         if params["head_fusion"] not in ("mean", "max", "min"):
             raise InvalidArgument("head_fusion must be mean, max or min", field="head_fusion")
         n = len(run.x)
-        grid = token_grid(rollout([run.outputs[t] for t in layers], n, str(params["head_fusion"])))
+        grid = token_grid(rollout([run.outputs[t] for t in layers], n, str(params["head_fusion"])), run.size,
+                          params["grid"])
         extras = {f"attention/{t}": np.asarray(run.outputs[t], np.float32) for t in layers}
         extras.update({f"channel_attention/{t}": run.outputs[t].reshape(n, -1)
                        for t in squeeze_excitation_gates(run.access.graph)})

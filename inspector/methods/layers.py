@@ -39,10 +39,21 @@ def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
     return seen
 
 
-def _spatial(shape: tuple[int | str | None, ...] | None) -> bool:
+def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str | None, ...] | None) -> bool:
+    """4-D, H and W > 1, not larger than the image and, for a dynamic image size, not fixed
+    (rules out reshaped heads such as YOLO's DFL, [N, 1, 4, anchors])."""
     if shape is None or len(shape) != 4:
         return False
-    return all(not isinstance(d, int) or d > 1 for d in shape[2:])
+    limits = image[-2:] if image is not None and len(image) == 4 else (0, 0)
+
+    def fits(d: int | str | None, lim: int | str | None) -> bool:
+        if not isinstance(d, int):
+            return True
+        if not isinstance(lim, int):
+            return False  # a fixed size in a dynamic-size image is not a spatial map
+        return d > 1 and (lim <= 0 or d <= lim)
+
+    return all(fits(d, lim) for d, lim in zip(shape[2:], limits, strict=True))
 
 
 def default_layer(model: onnx.ModelProto) -> str:
@@ -55,10 +66,12 @@ def default_layer(model: onnx.ModelProto) -> str:
         raise InvalidArgument("the model has no outputs", field="layers")
     needed = ancestors(model, model.graph.output[0].name)
     shapes = tensor_shapes(model)
+    inits = {i.name for i in model.graph.initializer}
+    image = next((shapes.get(i.name) for i in model.graph.input if i.name not in inits), None)
     chosen = None
     for node in model.graph.node:
         for out in node.output:
-            if out in needed and _spatial(shapes.get(out)):
+            if out in needed and _spatial(shapes.get(out), image):
                 chosen = out
     if chosen is None:
         raise InvalidArgument("found no 4-D tensor with spatial extent before the first output; "
