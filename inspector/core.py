@@ -209,7 +209,8 @@ class Inspector:
         model = onnx.load(str(stored.path))
         requested = stored.metadata.get("providers") or self.config.providers
         providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
-        access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,))
+        access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
+                                source=stored.path)
         loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
                              warnings, access, stored.metadata)
         access.session_for_outputs(())  # a first session: fails here on models ORT refuses
@@ -249,9 +250,9 @@ class Inspector:
 
 def _short(exc: Exception) -> str:
     """An exception text without server paths or C++ source locations."""
-    from inspector.runtime.sessions import clean_message
+    from inspector.runtime.ort_errors import clean
 
-    return clean_message(str(exc))
+    return clean(str(exc))
 
 
 __all__ = ["Inspector", "InputData", "LoadedModel"]

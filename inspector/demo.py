@@ -50,8 +50,9 @@ def top_detection(output: np.ndarray) -> tuple[int, int, float, np.ndarray]:
 
 
 def run_demo(out: str | Path, server: str | None = None, steps: int = 96) -> int:
-    from inspector.models_zoo import model_path, preprocess_spec
     from inspector_client import InspectorClient
+
+    from inspector.models_zoo import model_path, preprocess_spec
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
             layer = None if method == "saliency" else CAM_LAYER
             exp = client.explain("yolov8n", photo, method=method, target=target, layer=layer)
         except Exception as exc:  # show what failed instead of stopping the demo
-            figures.append(("", f"{method}: failed: {getattr(exc, 'details', lambda: exc)()}"))
+            figures.append(("", f"{method}: failed: {_details(exc)}"))
             continue
         path = f"cam_{_safe(method)}.png"
         (out / path).write_bytes(exp.overlay_png[0])
@@ -137,11 +138,17 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
         figures.append(("maximize.png", f"{MAX_LAYER}, channels 0-7, {steps} steps; objective gain "
                         + ", ".join(f"{g:.0f}x" for g in gains)))
     except Exception as exc:
-        figures.append(("", f"maximization failed: {getattr(exc, 'details', lambda: exc)()}"))
+        figures.append(("", f"maximization failed: {_details(exc)}"))
     sections.append(_gallery("What channels respond to (activation maximization)", figures))
     (out / "summary.json").write_text(json.dumps({"label": label, "score": score, "cams": report,
                                                   "seconds": time.perf_counter() - t0}, indent=2))
     return _page(sections)
+
+
+def _details(exc: Exception) -> str:
+    """A gRPC error's message, or the exception's text."""
+    details = getattr(exc, "details", None)
+    return details() if callable(details) else str(exc)
 
 
 def _safe(name: str) -> str:

@@ -146,9 +146,11 @@ def _maximize(args, c) -> None:
     with ProgressBar(args.steps, stream=sys.stderr) as bar:
         result = c.maximize(args.model, args.layer, channels, steps=args.steps, objective=args.objective,
                             on_progress=bar.update, **_params(args.param))
-    from inspector.imaging.render import tile_images
-    from PIL import Image
     import io
+
+    from PIL import Image
+
+    from inspector.imaging.render import tile_images
 
     images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in result.pngs]
     Path(args.out).write_bytes(tile_images(images, labels=[f"{args.layer}:{ch}" for ch in channels]))

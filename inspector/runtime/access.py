@@ -1,54 +1,42 @@
-"""OrtModelAccess: the ModelAccess protocol over real onnxruntime sessions.
+"""OrtModelAccess: the ModelAccess protocol over cached onnxruntime sessions.
 
-Forward runs use a variant of the model with the fetched tensors exposed as outputs; backward
-runs use the gradient model from graph.autodiff. Both are built once per (selection, policy)
-and cached, so a new class index or seed only changes the seed input.
+Forward runs use a variant of the model with the fetched tensors exposed as outputs (built by
+graph.expose); backward runs use the gradient model from graph.autodiff. Each variant is built
+once per (model, selection, policy, providers) and kept in the shared SessionCache, so a new
+class index or seed only changes the seed input.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from inspector import errors
-
-
-def _plain_session(model: onnx.ModelProto, providers: Sequence[str]) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=list(providers))
-
-
-def _expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    have = {o.name for o in out.graph.output}
-    for name in names:
-        if name not in have:
-            out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-            have.add(name)
-    return out
+from inspector.graph.expose import expose_tensors
+from inspector.runtime.cancellation import is_cancelled, raise_if_cancelled
+from inspector.runtime.sessions import Session, SessionCache
 
 
 class OrtModelAccess:
-    """ModelAccess for one model on one provider list; thread-safe, variants built lazily."""
+    """ModelAccess for one model on one provider list; thread-safe."""
 
     def __init__(self, model: onnx.ModelProto, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 cancelled: Callable[[], bool] | None = None) -> None:
+                 *, sessions: SessionCache | None = None, key: tuple = (), source: Path | None = None) -> None:
         self._model = model
-        self._providers = [p if p.endswith("ExecutionProvider") else
-                           {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[p.lower()]
-                           for p in providers]
-        self._cancelled = cancelled
+        self._providers = list(providers)
+        self._sessions = sessions or SessionCache()
+        self._key = key or (id(model),)
+        self._source = source  # the file on disk, so a plain session loads external data by path
         self._lock = threading.Lock()
-        self._forward: dict[tuple[str, ...], ort.InferenceSession] = {}
-        self._backward: dict[tuple, tuple[object, ort.InferenceSession]] = {}
+        self._exposed: dict[tuple, dict[str, str]] = {}
+        self._gradients: dict[tuple, object] = {}
+        self._used: tuple[str, ...] = ()
         inits = {i.name for i in model.graph.initializer}
         self._inputs = [i.name for i in model.graph.input if i.name not in inits]
+        self._outputs = tuple(o.name for o in model.graph.output)
 
     @property
     def graph(self) -> onnx.ModelProto:
@@ -60,34 +48,74 @@ class OrtModelAccess:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self._model.graph.output)
+        return self._outputs
+
+    def providers_used(self) -> tuple[str, ...]:
+        """What onnxruntime actually used for the latest session (after any CUDA fallback)."""
+        return self._used
 
     def check_cancelled(self) -> None:
-        if self._cancelled is not None and self._cancelled():
-            raise errors.Cancelled("the call was cancelled; work stopped")
+        raise_if_cancelled()
+
+    def _run(self, session: Session, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
+        self._used = session.providers
+        return session.run(feeds, outputs, cancelled=is_cancelled)
+
+    def session_for_outputs(self, names: Sequence[str], *, float16: bool = False) -> tuple[Session, dict[str, str]]:
+        """The session exposing `names` (beyond the graph outputs) and name -> output name."""
+        extra = tuple(n for n in dict.fromkeys(names) if n not in self._outputs or float16)
+        key = (*self._key, "expose", extra, float16)
+        if not extra:
+            build = (lambda: self._source) if self._source is not None else (lambda: self._model)
+            session = self._sessions.get(key, build, self._providers)
+            return session, {n: n for n in self._outputs}
+        with self._lock:
+            mapping = self._exposed.get(key)
+        if mapping is None:
+            exposed = expose_tensors(self._model, list(extra), as_float16=float16)
+            mapping = exposed.outputs
+            with self._lock:
+                self._exposed[key] = mapping
+            build = lambda: exposed.model  # noqa: E731
+        else:
+            build = lambda: expose_tensors(self._model, list(extra), as_float16=float16).model  # noqa: E731
+        session = self._sessions.get(key, build, self._providers)
+        return session, {**{n: n for n in self._outputs}, **mapping}
 
     def forward(self, x: np.ndarray, fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        key = tuple(dict.fromkeys(fetch))
-        with self._lock:
-            sess = self._forward.get(key)
-            if sess is None:
-                sess = self._forward[key] = _plain_session(_expose(self._model, key), self._providers)
-        names = [o.name for o in sess.get_outputs()]
-        values = sess.run(names, {self.input_name: x})
-        return dict(zip(names, values, strict=True))
+        session, mapping = self.session_for_outputs(fetch)
+        values = self._run(session, {self.input_name: x}, list(dict.fromkeys(mapping.values())))
+        return {name: values[out] for name, out in mapping.items()}
 
-    def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
-                 policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    def forward_exposed(self, x: np.ndarray, names: Sequence[str], *, float16: bool = False) -> dict[str, np.ndarray]:
+        """Only the tensors in `names` (optionally cast to float16 inside the graph)."""
+        session, mapping = self.session_for_outputs(names, float16=float16)
+        wanted = {n: mapping[n] for n in names}
+        values = self._run(session, {self.input_name: x}, list(dict.fromkeys(wanted.values())))
+        return {n: values[o] for n, o in wanted.items()}
+
+    def gradient_model(self, start: str, wrt: Sequence[str], policy: str = "standard",
+                       fetch: Sequence[str] = ()):
+        """The cached GradientModel for (start, wrt, policy, fetch)."""
         from inspector.graph.autodiff import build_gradient_model
 
         key = (start, tuple(wrt), policy, tuple(fetch))
         with self._lock:
-            entry = self._backward.get(key)
-            if entry is None:
-                gm = build_gradient_model(self._model, start, list(wrt), policy=policy, fetch=list(fetch))
-                entry = self._backward[key] = (gm, _plain_session(gm.model, self._providers))
-        gm, sess = entry
-        wanted = {**{w: o for w, o in gm.gradient_outputs.items()}, **gm.fetch_outputs}
-        values = sess.run(list(wanted.values()), {self.input_name: x,
-                                                  gm.seed_input: np.ascontiguousarray(seed, np.float32)})
-        return dict(zip(wanted.keys(), values, strict=True))
+            gm = self._gradients.get(key)
+        if gm is None:
+            gm = build_gradient_model(self._model, start, list(wrt), policy=policy, fetch=list(fetch))
+            with self._lock:
+                self._gradients[key] = gm
+        return key, gm
+
+    def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
+                 policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        key, gm = self.gradient_model(start, wrt, policy, fetch)
+        session = self._sessions.get((*self._key, "grad", *key), lambda: gm.model, self._providers)
+        wanted = {**{f"fetch:{n}": o for n, o in gm.fetch_outputs.items()},
+                  **{f"grad:{w}": o for w, o in gm.gradient_outputs.items()}}
+        feeds = {self.input_name: x, gm.seed_input: np.ascontiguousarray(seed, np.float32)}
+        values = self._run(session, feeds, list(dict.fromkeys(wanted.values())))
+        out = {k.split(":", 1)[1]: values[o] for k, o in wanted.items() if k.startswith("fetch:")}
+        out.update({k.split(":", 1)[1]: values[o] for k, o in wanted.items() if k.startswith("grad:")})
+        return out
