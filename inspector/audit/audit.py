@@ -70,7 +70,9 @@ class AuditRun:
                  thresholds: AuditThresholds = DEFAULT_THRESHOLDS, name: str | None = None) -> None:
         self.model, self.thresholds = model, thresholds
         self.name = name or model.graph.name
+        self.explicit = bool(tensors)
         self.tensors = list(tensors) if tensors else default_audit_tensors(model)
+        self.skipped: dict[str, list[int]] = {}  # default tensors that are not [N, C, ...] maps
         if not self.tensors:
             raise InvalidArgument("The model has no Conv, Relu, Clip, Add or Sigmoid outputs to audit; "
                                   "name the tensors to audit explicitly.", field="layers")
@@ -81,12 +83,22 @@ class AuditRun:
         self.tally = PredictionTally()
         self.classifier: bool | None = None
 
-    def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None) -> None:
-        """Fold in one batch: `outputs` holds every audited tensor and the model's first output."""
+    def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
+               batch_size: int | None = None) -> None:
+        """Fold in one batch: `outputs` holds every audited tensor and the model's first output.
+
+        On the first batch, default tensors that are not [batch_size, C, ...] (e.g. anchor grids of a
+        detector head) are dropped and listed under "skipped"; batch_size defaults to the output's N.
+        """
         if self.aggregator is None:
             missing = [n for n in [*self.tensors, self.scores] if n not in outputs]
             if missing:
                 raise InvalidArgument(f"The forward pass did not return {missing[0]!r}.", field="layers")
+            n = batch_size if batch_size is not None else np.shape(outputs[self.scores])[0]
+            if not self.explicit:
+                maps = [t for t in self.tensors if np.ndim(outputs[t]) >= 2 and np.shape(outputs[t])[0] == n]
+                self.skipped.update({t: list(np.shape(outputs[t])) for t in self.tensors if t not in maps})
+                self.tensors = maps
             ops = tensor_op_types(self.model)
             self.aggregator = ActivationAggregator(
                 {n: (ops[n], ["N", *np.shape(outputs[n])[1:]]) for n in self.tensors}, self.bounds)
@@ -113,12 +125,12 @@ class AuditRun:
                                            for f in ("tiny_variance", "huge_scale")}}
         return {"model": self.name, "images": self.aggregator.images if self.aggregator else 0,
                 "thresholds": asdict(self.thresholds), "summary": summary, "layers": layers,
-                "weights": weights, "batchnorm": bn,
+                "weights": weights, "batchnorm": bn, "skipped_tensors": self.skipped,
                 "behaviour": self.tally.result() if self.classifier else None}
 
     def to_dict(self) -> dict:
         """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped."""
-        return {"version": 1, "tensors": self.tensors, "classifier": self.classifier,
+        return {"version": 1, "tensors": self.tensors, "skipped": self.skipped, "classifier": self.classifier,
                 "aggregate": self.aggregator.to_dict() if self.aggregator else None,
                 "predictions": self.tally.to_dict()}
 
@@ -126,7 +138,7 @@ class AuditRun:
     def from_dict(cls, model: onnx.ModelProto, state: Mapping, thresholds: AuditThresholds = DEFAULT_THRESHOLDS,
                   name: str | None = None) -> AuditRun:
         run = cls(model, state["tensors"], thresholds, name)
-        run.classifier = state["classifier"]
+        run.classifier, run.skipped = state["classifier"], dict(state["skipped"])
         if state["aggregate"] is not None:
             run.aggregator = ActivationAggregator.from_dict(state["aggregate"])
         run.tally = PredictionTally.from_dict(state["predictions"])
@@ -144,5 +156,5 @@ def audit_model(access: ModelAccess, batches: Iterable[np.ndarray | tuple[np.nda
     for batch in batches:
         access.check_cancelled()
         x, labels = batch if isinstance(batch, tuple) else (batch, None)
-        run.update(access.forward(x, fetch=run.tensors), labels)
+        run.update(access.forward(x, fetch=run.tensors), labels, batch_size=len(x))
     return run.result()

@@ -18,9 +18,21 @@ AUDITED_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Add", "Co
 _UNIT_RANGE_OPS = ("HardSigmoid", "Sigmoid")
 
 
+def input_dependent(model: onnx.ModelProto) -> set[str]:
+    """Tensors computed from the model's real inputs (not from weights and constants alone)."""
+    inits = {t.name for t in model.graph.initializer}
+    live = {i.name for i in model.graph.input if i.name not in inits}
+    for n in model.graph.node:  # nodes of a valid model are topologically sorted
+        if any(i in live for i in n.input):
+            live.update(o for o in n.output if o)
+    return live
+
+
 def default_audit_tensors(model: onnx.ModelProto) -> list[str]:
-    """Every tensor a Relu, Clip, HardSwish, HardSigmoid, Sigmoid, Add or Conv node outputs, in graph order."""
-    return [n.output[0] for n in model.graph.node if n.op_type in AUDITED_OPS and n.output and n.output[0]]
+    """Every input-dependent output of a Relu, Clip, HardSwish, HardSigmoid, Sigmoid, Add or Conv, in graph order."""
+    live = input_dependent(model)
+    return [n.output[0] for n in model.graph.node
+            if n.op_type in AUDITED_OPS and n.output and n.output[0] in live]
 
 
 def tensor_op_types(model: onnx.ModelProto) -> dict[str, str]:
@@ -28,8 +40,8 @@ def tensor_op_types(model: onnx.ModelProto) -> dict[str, str]:
     return {o: n.op_type for n in model.graph.node for o in n.output if o}
 
 
-def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers and Constant-node values, by tensor name (for Clip's min/max inputs)."""
+def constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant-node values, by tensor name (Clip bounds; weights of exporters that use Constant)."""
     values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "Constant" and n.output:
@@ -62,7 +74,7 @@ def saturation_bounds(model: onnx.ModelProto) -> dict[str, tuple[float, float]]:
 
     A value counts as saturated when it is <= lo or >= hi; an open side is +-inf.
     """
-    constants = _constants(model)
+    constants = constant_values(model)
     bounds: dict[str, tuple[float, float]] = {}
     for n in model.graph.node:
         if not n.output or not n.output[0]:

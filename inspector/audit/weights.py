@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds
+from inspector.audit.tensors import constant_values
 
 _BLOCK = 1024  # rows per block of the cosine matrix, so huge Gemm layers stay within memory
 
@@ -38,12 +38,12 @@ def _filters(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray | None:
 
 
 def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[str, str, np.ndarray]]:
-    """Filter weights (Conv, ConvTranspose, Gemm, 2-D MatMul) that are initializers, by initializer name."""
-    inits = {t.name: t for t in model.graph.initializer}
+    """Filter weights (Conv, ConvTranspose, Gemm, 2-D MatMul) held as initializers or Constant nodes."""
+    values = constant_values(model)
     out = {}
     for i, node in enumerate(model.graph.node):
-        if len(node.input) > 1 and node.input[1] in inits and node.input[1] not in out:
-            filters = _filters(node, numpy_helper.to_array(inits[node.input[1]]))
+        if len(node.input) > 1 and node.input[1] in values and node.input[1] not in out:
+            filters = _filters(node, np.asarray(values[node.input[1]]))
             if filters is not None and filters.shape[0] > 0:
                 out[node.input[1]] = (_node_name(node, i), node.op_type, filters)
     return out
@@ -92,14 +92,14 @@ def filter_health(weights: Mapping[str, tuple[str, str, np.ndarray]],
 
 
 def batchnorm_params(model: onnx.ModelProto) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
-    """node -> (scale initializer name, scale, running variance) for BatchNormalization nodes."""
-    inits = {t.name: t for t in model.graph.initializer}
+    """node -> (scale tensor name, scale, running variance) for BatchNormalization nodes with constant parameters."""
+    values = constant_values(model)
     out = {}
     for i, node in enumerate(model.graph.node):
         if node.op_type == "BatchNormalization" and len(node.input) >= 5 and \
-                node.input[1] in inits and node.input[4] in inits:
-            scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64).reshape(-1)
-            var = numpy_helper.to_array(inits[node.input[4]]).astype(np.float64).reshape(-1)
+                node.input[1] in values and node.input[4] in values:
+            scale = np.asarray(values[node.input[1]], np.float64).reshape(-1)
+            var = np.asarray(values[node.input[4]], np.float64).reshape(-1)
             out[_node_name(node, i)] = (node.input[1], scale, var)
     return out
 
