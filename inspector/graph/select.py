@@ -1,6 +1,6 @@
 """Turn user selectors (tensor, node, op type or "all") into tensor names, in graph order.
 
-Default selection (no selectors): the "feature" tensors a person wants to look at, chosen so
+Default selection (no selectors): the float-typed "feature" tensors a person wants to look at, chosen so
 exposing them keeps onnxruntime's fusions (probes.md section 1):
 - outputs of activations (Relu, Clip, Sigmoid, HardSwish, ...), pools, Add/Sum/Concat merges;
 - gated products Mul(x, Sigmoid/HardSigmoid(..)) (SiLU, hard-swish, squeeze-excitation), while
@@ -40,7 +40,8 @@ def resolve_tensors(model: onnx.ModelProto, selectors: Sequence[str] | None) -> 
     names = node_names(model)
     order = _tensor_order(graph)
     if not selectors:
-        return _default(graph)
+        floats = _float_tensors(model)
+        return [t for t in _default(graph) if t in floats]
     by_node = {n: node.output[0] for n, node in zip(names, graph.node, strict=True) if node.output}
     by_op: dict[str, list[str]] = {}
     for node in graph.node:
@@ -50,9 +51,8 @@ def resolve_tensors(model: onnx.ModelProto, selectors: Sequence[str] | None) -> 
     unknown: list[str] = []
     for sel in selectors:
         if sel == "all":
-            infos = value_infos(model)
-            chosen.update(o for node in graph.node for o in node.output
-                          if o in infos and infos[o].type.tensor_type.elem_type in FLOAT_TYPES)
+            floats = _float_tensors(model)
+            chosen.update(o for node in graph.node for o in node.output if o in floats)
         elif sel in order:
             chosen.add(sel)
         elif sel in by_node:
@@ -65,6 +65,12 @@ def resolve_tensors(model: onnx.ModelProto, selectors: Sequence[str] | None) -> 
         raise errors.InvalidArgument(unknown_selectors_message(unknown, [*order, *by_node, *by_op]),
                                      field="layers")
     return sorted(chosen, key=order.__getitem__)
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose inferred element type is a floating-point type (feature maps, not shapes)."""
+    return {name for name, vi in value_infos(model).items()
+            if vi.type.tensor_type.elem_type in FLOAT_TYPES}
 
 
 def _tensor_order(graph: onnx.GraphProto) -> dict[str, int]:

@@ -24,12 +24,14 @@ def test_each_selector_kind_in_graph_order():
 def test_all_is_every_float_node_output():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
     outs = [helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 2, 4, 4]),
-            helper.make_tensor_value_info("s", TensorProto.INT64, [4])]
+            helper.make_tensor_value_info("ss", TensorProto.INT64, [8])]
     nodes = [helper.make_node("Neg", ["x"], ["n"]), helper.make_node("Relu", ["n"], ["r"]),
-             helper.make_node("Shape", ["r"], ["s"])]  # int64: not a feature map
+             helper.make_node("Shape", ["r"], ["s"]),  # int64: not a feature map
+             helper.make_node("Concat", ["s", "s"], ["ss"], axis=0)]  # an int "merge" too
     model = helper.make_model(helper.make_graph(nodes, "g", [x], outs),
                               opset_imports=[helper.make_opsetid("", 17)])
     assert resolve_tensors(model, ["all"]) == ["n", "r"]
+    assert resolve_tensors(model, None) == ["r"]
     m = small_cnn()
     expected = [o for n in m.graph.node for o in n.output]
     assert resolve_tensors(m, ["all"]) == expected
