@@ -128,7 +128,7 @@ def _climb(access: ModelAccess, config: MaximizeConfig, to_input: ToInput, size:
         for weight, prior in ((config.l2, penalties.l2), (config.tv, penalties.total_variation)):
             if weight:
                 grad = grad - weight * prior(rgb)[1]
-        p = adam.step(p, param.pullback(p, grad))
+        p = adam.step(p, param.pullback(p, grad, rgb))
         if config.blur_every and (step + 1) % config.blur_every == 0:
             p = param.blur(p, config.blur_sigma)
         history.append(values)

@@ -53,8 +53,9 @@ class PixelImage(_Colour):
     def rgb(self, p: np.ndarray) -> np.ndarray:
         return self.to_rgb(p)
 
-    def pullback(self, p: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        return self.pull(self.rgb(p), grad)
+    def pullback(self, p: np.ndarray, grad: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
+        """Gradient on the image -> gradient on the parameters (`rgb`: rgb(p) if already known)."""
+        return self.pull(self.rgb(p) if rgb is None else rgb, grad)
 
     def blur(self, p: np.ndarray, sigma: float) -> np.ndarray:
         """Gaussian blur of the pixel parameters (a smoothness prior every few steps)."""
@@ -76,9 +77,9 @@ class FourierImage(_Colour):
         self.size = size
         h, w = size
         self.freq = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None] ** 2)
-        self.scale = (1.0 / np.maximum(self.freq, 1.0 / max(h, w)) ** decay / 4.0)
+        self.scale = (1.0 / np.maximum(self.freq, 1.0 / max(h, w)) ** decay / 4.0).astype(np.float32)
         # irfft reads columns strictly between DC and Nyquist twice (for +f and -f)
-        self.twice = np.full(w // 2 + 1, 2.0)
+        self.twice = np.full(w // 2 + 1, 2.0, np.float32)
         self.twice[0] = 1.0
         if w % 2 == 0:
             self.twice[-1] = 1.0
@@ -101,8 +102,9 @@ class FourierImage(_Colour):
     def rgb(self, p: np.ndarray) -> np.ndarray:
         return self.to_rgb(self.linear(p))
 
-    def pullback(self, p: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        return self.linear_adjoint(self.pull(self.rgb(p), grad))
+    def pullback(self, p: np.ndarray, grad: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
+        """Gradient on the image -> gradient on the spectrum (`rgb`: rgb(p) if already known)."""
+        return self.linear_adjoint(self.pull(self.rgb(p) if rgb is None else rgb, grad))
 
     def blur(self, p: np.ndarray, sigma: float) -> np.ndarray:
         """Gaussian blur of the pre-sigmoid image, done exactly in frequency space."""

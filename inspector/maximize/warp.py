@@ -96,17 +96,32 @@ class Resample:
             inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
             idx.append(np.where(inside, yi * w + xi, 0).astype(np.int64))
             wts.append(np.where(inside, wgt, 0.0))
-        self.index = np.stack(idx)  # [4, P]
-        self.weight = np.stack(wts).astype(np.float32)  # [4, P]
-        self.offset = (fill * (1.0 - self.weight.sum(0))).astype(np.float32)  # [P]
+        self.index = np.concatenate(idx)  # [4P]: the four corners of every output pixel
+        self.weight = np.concatenate(wts).astype(np.float32)  # [4P]
+        self.offset = (fill * (1.0 - self.weight.reshape(4, -1).sum(0))).astype(np.float32)  # [P]
         self.source, self.size = source, affine.size
+        # the adjoint sums the contributions that land on one source pixel: sort them once
+        used = np.flatnonzero(self.weight)  # corners outside the source contribute nothing
+        self.order = used[np.argsort(self.index[used], kind="stable")]
+        sorted_index = self.index[self.order]
+        self.starts = np.flatnonzero(np.diff(sorted_index, prepend=-1))
+        self.targets = sorted_index[self.starts]
+        self.pixel = np.tile(np.arange(ho * wo), 4)[self.order]  # output pixel of each term
+
+    @staticmethod
+    def _rows(img: np.ndarray) -> np.ndarray:
+        """[N, H, W, C] -> [H*W, N*C]: one row per pixel, so gathers move whole rows."""
+        n, c = img.shape[0], img.shape[-1]
+        return img.reshape(n, -1, c).transpose(1, 0, 2).reshape(-1, n * c)
+
+    @staticmethod
+    def _images(rows: np.ndarray, n: int, size: Size) -> np.ndarray:
+        return rows.reshape(*size, n, -1).transpose(2, 0, 1, 3)
 
     def linear(self, img: np.ndarray) -> np.ndarray:
         """The linear part S x (no fill)."""
-        n, c = img.shape[0], img.shape[-1]
-        flat = img.reshape(n, -1, c)
-        out = np.einsum("kp,nkpc->npc", self.weight, flat[:, self.index])
-        return out.reshape(n, *self.size, c)
+        taps = self._rows(img)[self.index] * self.weight[:, None]
+        return self._images(taps.reshape(4, -1, taps.shape[1]).sum(0), len(img), self.size)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         """S x + fill * (1 - S 1): the transformed image."""
@@ -114,13 +129,12 @@ class Resample:
 
     def adjoint(self, grad: np.ndarray) -> np.ndarray:
         """S^T g: pull a gradient on the output back onto the source image."""
-        n, c = grad.shape[0], grad.shape[-1]
-        hw = self.source[0] * self.source[1]
-        planes = grad.reshape(n, -1, c).transpose(0, 2, 1).reshape(n * c, 1, -1)  # [NC, 1, P]
-        vals = (planes * self.weight[None]).reshape(n * c, -1)  # [NC, 4P]
-        ids = self.index.reshape(1, -1) + (np.arange(n * c) * hw)[:, None]
-        out = np.bincount(ids.ravel(), vals.ravel(), minlength=n * c * hw)
-        return out.reshape(n, c, *self.source).transpose(0, 2, 3, 1).astype(np.float32)
+        rows = self._rows(grad)
+        terms = rows[self.pixel] * self.weight[self.order][:, None]
+        out = np.zeros((self.source[0] * self.source[1], rows.shape[1]), np.float32)
+        if len(self.starts):
+            out[self.targets] = np.add.reduceat(terms, self.starts, axis=0)
+        return self._images(out, len(grad), self.source)
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,10 @@ def test_resize_keeps_a_constant_image_constant():
     out = Resample(warp.resize(SIZE, (26, 34)), SIZE, fill=0.9)(img)
     interior = out[:, 1:-1, 1:-1]
     np.testing.assert_allclose(interior, 0.3, atol=1e-6)
+
+
+def test_a_window_entirely_outside_the_image_is_all_fill_and_has_zero_adjoint():
+    far = warp.Affine(warp.pad(SIZE, 40).matrix, (5, 5))  # reads only the padding
+    r = Resample(far, SIZE, fill=0.25)
+    np.testing.assert_allclose(r(np.ones((1, *SIZE, 3), np.float32)), 0.25)
+    assert not r.adjoint(np.ones((1, 5, 5, 3), np.float32)).any()
