@@ -112,12 +112,13 @@ def _default(graph: onnx.GraphProto) -> list[str]:
     return chosen
 
 
-def unknown_selectors_message(unknown: list[str], known: list[str]) -> str:
+def unknown_selectors_message(unknown: list[str], known: list[str],
+                              kinds: str = "tensor, node or op type") -> str:
     """One sentence per unknown selector, with up to three close matches."""
     parts = []
     for sel in unknown:
         close = difflib.get_close_matches(sel, known, n=3, cutoff=0.6)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         parts.append(f"'{sel}'{hint}")
-    return ("no tensor, node or op type in this model matches " + "; ".join(parts)
+    return (f"no {kinds} in this model matches " + "; ".join(parts)
             + ". List the layers with describe_model / the Describe call to see valid names.")

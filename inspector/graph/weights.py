@@ -44,7 +44,8 @@ def find_weights(model: onnx.ModelProto, selectors: Sequence[str] | None = None)
         index.update({o: i for i, node in enumerate(graph.node) for o in node.output if o})
         unknown = [s for s in selectors if s not in index]
         if unknown:
-            raise errors.InvalidArgument(unknown_selectors_message(unknown, list(index)), field="layers")
+            raise errors.InvalidArgument(unknown_selectors_message(
+                unknown, list(index), "node or node output"), field="layers")
         wanted = {index[s] for s in selectors}
         bare = [names[i] for i in sorted(wanted) if not weight_inputs(graph.node[i], consts)]
         if bare:
