@@ -1,7 +1,9 @@
 """ModelStore on a real temp folder: round trips, restart, names, limits, crashes, external data."""
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,3 +201,29 @@ def test_put_path_refuses_escapes(tmp_path, case):
 def test_put_path_missing_file(tmp_path):
     with pytest.raises(errors.InvalidArgument, match="no model file"):
         ModelStore(tmp_path / "s").put_path(tmp_path / "absent.onnx")
+
+
+def test_restore_resolves_a_name_left_on_two_entries(tmp_path):
+    store = ModelStore(tmp_path)
+    old = store.put_bytes([_bytes(0)], name="x")
+    new = store.put_bytes([_bytes(1)])
+    # a crash between the two meta.json writes of a name move leaves the name on both
+    for entry, stamp in ((old, 100.0), (new, 200.0)):
+        meta = json.loads((entry.path.parent / "meta.json").read_text())
+        meta.update(name="x", updated=stamp)
+        (entry.path.parent / "meta.json").write_text(json.dumps(meta))
+    restored = ModelStore(tmp_path)
+    assert restored.get("x").id == new.id and restored.get(old.id).name is None
+
+
+def test_id_prefixes(tmp_path):
+    store = ModelStore(tmp_path)
+    entry = store.put_bytes([_bytes(0)])
+    twin = tmp_path / (entry.id[:10] + "0" * 54)  # a second entry sharing a 10-digit prefix
+    shutil.copytree(entry.path.parent, twin)
+    store = ModelStore(tmp_path)
+    assert store.get(entry.id[:11]).id == entry.id and store.get(entry.id.upper()[:12]).id == entry.id
+    with pytest.raises(errors.InvalidArgument, match="matches 2 models"):
+        store.get(entry.id[:10])
+    with pytest.raises(errors.NotFound):
+        store.get(entry.id[:7])  # too short to be a prefix
