@@ -81,7 +81,11 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     path = find_path(model.graph, start, wrt, types)
     em = Emitter(tensor_names(model.graph), types, default_opset(model), policy, path.needs)
     seed = em.fresh("gradient_seed")
-    seed_info = helper.make_tensor_value_info(seed, em.dtype(start), em.dims(start))
+    # Static sizes from shape inference are not trusted for the seed (ceil-mode pools differ
+    # between onnx and onnxruntime); symbolic names and the rank are kept.
+    dims = em.dims(start)
+    dims = None if dims is None else [d if isinstance(d, str) else None for d in dims]
+    seed_info = helper.make_tensor_value_info(seed, em.dtype(start), dims)
     grads = _backward(path.nodes, start, seed, em)
     outputs = []
     gradient_outputs = {}
