@@ -7,128 +7,16 @@ Order: decode -> resize (Pillow BILINEAR, antialiased) -> center crop -> float32
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from inspector.domain import PreprocessSpec, TensorInfo
 from inspector.errors import InvalidArgument
 from inspector.imaging.decode import decode_image
+from inspector.imaging.spec import ResolvedSpec, resolve_spec
 
-_DTYPES = {"float32", "float16", "float64", "uint8", "int8", "uint16", "int16", "int32", "int64"}
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A PreprocessSpec with every default filled in from one model input; ready to apply."""
-
-    resize: int | tuple[int, int] | None
-    crop: tuple[int, int] | None
-    scale: float
-    mean: tuple[float, ...]  # one per channel, RGB order
-    std: tuple[float, ...]
-    channel_order: str  # "RGB" or "BGR"
-    layout: str  # "NCHW" or "NHWC"
-    dtype: str
-    channels: int  # 3, or 1 for gray models
-    size: tuple[int | None, int | None]  # the model's (H, W); None where symbolic
-
-
-def _layout_and_dims(layout: str | None, input_info: TensorInfo) -> tuple[str, tuple]:
-    shape = input_info.shape
-    if shape is not None and len(shape) != 4:
-        raise InvalidArgument(
-            f"Input {input_info.name!r} has rank {len(shape)}; image preprocessing needs a 4-D "
-            "NCHW or NHWC input.", field="preprocess")
-    if shape is None:
-        shape = (None, None, None, None)
-    if layout is None:
-        if shape[1] in (1, 3):
-            layout = "NCHW"
-        elif shape[3] in (1, 3):
-            layout = "NHWC"
-        else:
-            raise InvalidArgument(
-                f"Cannot tell the layout of input {input_info.name!r} with shape {shape}; "
-                "set preprocess.layout to NCHW or NHWC.", field="preprocess.layout")
-    if layout not in ("NCHW", "NHWC"):
-        raise InvalidArgument(f"preprocess.layout must be NCHW or NHWC, not {layout!r}.",
-                              field="preprocess.layout")
-    c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
-    return layout, (c, h, w)
-
-
-def _fixed(dim: object) -> int | None:
-    return dim if isinstance(dim, int) and dim > 0 else None
-
-
-def _per_channel(name: str, values: tuple[float, ...] | None, default: float, channels: int):
-    if values is None:
-        return (default,) * channels
-    values = tuple(float(v) for v in values)
-    if len(values) == 1:
-        values *= channels
-    if len(values) != channels:
-        raise InvalidArgument(f"preprocess.{name} has {len(values)} values; the input has "
-                              f"{channels} channels.", field=f"preprocess.{name}")
-    if name == "std" and any(v == 0 or not np.isfinite(v) for v in values):
-        raise InvalidArgument("preprocess.std values must be finite and non-zero.",
-                              field="preprocess.std")
-    return values
-
-
-def _check_size(name: str, size: object) -> None:
-    ok = isinstance(size, int) and size > 0
-    if isinstance(size, tuple | list):
-        ok = len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)
-    if not ok:
-        raise InvalidArgument(f"preprocess.{name} must be a positive int or (H, W), not {size!r}.",
-                              field=f"preprocess.{name}")
-
-
-def resolve_spec(spec: PreprocessSpec | None, input_info: TensorInfo) -> ResolvedSpec:
-    """Fill a spec's defaults from the model input and validate it, before any image is touched."""
-    given = spec is not None
-    spec = spec or PreprocessSpec()
-    layout, (c, h, w) = _layout_and_dims(spec.layout, input_info)
-    channels = _fixed(c) or 3
-    if channels not in (1, 3):
-        raise InvalidArgument(f"Input {input_info.name!r} has {channels} channels; images give "
-                              "1 (gray) or 3 (color).", field="preprocess")
-    dtype = spec.dtype or input_info.dtype or "float32"
-    if dtype not in _DTYPES:
-        raise InvalidArgument(f"Cannot feed images as {dtype!r}; the input dtype must be numeric.",
-                              field="preprocess.dtype")
-    if spec.channel_order not in ("RGB", "BGR"):
-        raise InvalidArgument(f"preprocess.channel_order must be RGB or BGR, not "
-                              f"{spec.channel_order!r}.", field="preprocess.channel_order")
-    size = (_fixed(h), _fixed(w))
-    resize, crop = spec.resize, spec.crop
-    if crop is not None:
-        _check_size("crop", crop)
-        crop = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    if resize is not None:
-        _check_size("resize", resize)
-        resize = resize if isinstance(resize, int) else tuple(resize)
-    elif crop is None:
-        if None in size:
-            raise InvalidArgument(
-                f"Input {input_info.name!r} has no fixed height/width ({h}x{w}); set "
-                "preprocess.resize (and crop) to the size the model expects.",
-                field="preprocess.resize")
-        resize = size
-    if not np.isfinite(spec.scale) or spec.scale == 0:
-        raise InvalidArgument("preprocess.scale must be finite and non-zero.",
-                              field="preprocess.scale")
-    # raw 0..255 pixels for integer inputs unless the caller said otherwise
-    scale = 1.0 if not given and np.issubdtype(np.dtype(dtype), np.integer) else spec.scale
-    return ResolvedSpec(
-        resize=resize, crop=crop, scale=float(scale),
-        mean=_per_channel("mean", spec.mean, 0.0, channels),
-        std=_per_channel("std", spec.std, 1.0, channels),
-        channel_order=spec.channel_order, layout=layout, dtype=dtype, channels=channels,
-        size=size)
+__all__ = ["ResolvedSpec", "center_crop", "preprocess_images", "resized_size", "resolve_spec",
+           "to_display"]
 
 
 def resized_size(width: int, height: int, resize: int | tuple[int, int]) -> tuple[int, int]:

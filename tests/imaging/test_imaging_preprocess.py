@@ -30,6 +30,19 @@ def test_defaults_come_from_the_input():
     assert (gray.channels, gray.mean, gray.std) == (1, (0.5,), (1.0,))
 
 
+def test_proto_shaped_values_are_accepted():
+    spec = resolve_spec(PreprocessSpec(resize=[np.int64(36)], crop=[32], mean=(), std=(),
+                                       channel_order="bgr", layout="", dtype="", scale=None),
+                        NCHW_32)
+    assert (spec.resize, spec.crop, spec.mean, spec.std) == (36, (32, 32), (0,) * 3, (1,) * 3)
+    assert (spec.channel_order, spec.layout, spec.dtype) == ("BGR", "NCHW", "float32")
+    assert spec.scale == pytest.approx(1 / 255)
+    # integer inputs take raw pixels unless a scale other than the default is given
+    uint8 = TensorInfo("x", "uint8", (1, 3, 32, 32))
+    assert resolve_spec(PreprocessSpec(resize=32), uint8).scale == 1.0
+    assert resolve_spec(PreprocessSpec(scale=0.5), uint8).scale == 0.5
+
+
 @pytest.mark.parametrize("spec,info,match", [
     (None, FREE, "no fixed height/width"),
     (PreprocessSpec(channel_order="RGBA"), NCHW_32, "channel_order"),
@@ -37,6 +50,9 @@ def test_defaults_come_from_the_input():
     (PreprocessSpec(std=(1.0, 0.0, 1.0)), NCHW_32, "std"),
     (PreprocessSpec(layout="NCWH"), NCHW_32, "layout"),
     (PreprocessSpec(resize=0), NCHW_32, "resize"),
+    (PreprocessSpec(resize=(1, 2, 3)), NCHW_32, "resize"),
+    (PreprocessSpec(crop=2.5), NCHW_32, "crop"),
+    (PreprocessSpec(scale=float("nan")), NCHW_32, "scale"),
     (PreprocessSpec(dtype="bool"), NCHW_32, "dtype"),
     (None, TensorInfo("x", "float32", (1, 3, 32)), "rank 3"),
     (None, TensorInfo("x", "float32", (1, 5, 8, 8)), "layout"),
