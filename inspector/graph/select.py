@@ -33,19 +33,20 @@ FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
 def resolve_tensors(model: onnx.ModelProto, selectors: Sequence[str] | None) -> list[str]:
     """Tensor names for the selectors, in graph order without duplicates.
 
-    A selector is a tensor name, a node name (its first output), an op type or "all" (every
-    float node output). Unknown selectors raise InvalidArgument with close matches.
+    A selector is a tensor name, a node name (its first output), an op type (the first output
+    of each such node) or "all" (every float node output). Unknown selectors raise InvalidArgument with close matches.
     """
     graph = model.graph
-    names = node_names(model)
-    order = _tensor_order(graph)
     if not selectors:
         floats = _float_tensors(model)
         return [t for t in _default(graph) if t in floats]
-    by_node = {n: node.output[0] for n, node in zip(names, graph.node, strict=True) if node.output}
+    order = _tensor_order(graph)
+    by_node = {n: node.output[0] for n, node in zip(node_names(model), graph.node, strict=True)
+               if node.output and node.output[0]}
     by_op: dict[str, list[str]] = {}
-    for node in graph.node:
-        by_op.setdefault(node.op_type, []).extend(o for o in node.output if o)
+    for node in graph.node:  # first outputs only: MaxPool's Indices are no feature map
+        if node.output and node.output[0]:
+            by_op.setdefault(node.op_type, []).append(node.output[0])
     ops_lower = {op.lower(): op for op in by_op}
     chosen: set[str] = set()
     unknown: list[str] = []
