@@ -1,0 +1,1 @@
+"""Pure image code: decode and preprocess inputs; render grids, overlays and histograms as PNG."""

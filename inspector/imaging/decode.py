@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inspector.errors import InvalidArgument
 
@@ -37,11 +37,13 @@ def decode_image(
         image = Image.open(io.BytesIO(data), formats=_allowed_formats())
     except Image.DecompressionBombError as exc:
         raise InvalidArgument(f"The image is refused as a decompression bomb: {exc}") from exc
-    except Exception as exc:  # Pillow raises many types for unknown or corrupt headers
+    except UnidentifiedImageError as exc:
         raise InvalidArgument(
-            "The bytes are not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF, ...): "
-            f"{exc}"
+            "The bytes are not an image in a supported format (PNG, JPEG, WebP, BMP, TIFF, GIF, "
+            "...); send the encoded file as it is on disk."
         ) from exc
+    except Exception as exc:  # Pillow raises many types for corrupt headers
+        raise InvalidArgument(f"The image header is corrupt: {exc}") from exc
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidArgument(f"The image declares an empty size {width}x{height}.")
