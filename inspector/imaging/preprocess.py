@@ -66,7 +66,8 @@ def _to_tensor(pixels: np.ndarray, spec: ResolvedSpec) -> np.ndarray:
     return np.ascontiguousarray(x.astype(dtype))
 
 
-def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec) -> np.ndarray:
+def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec, *, max_pixels: int = 50_000_000,
+                      max_bytes: int = 64 << 20) -> np.ndarray:
     """Decode and preprocess a batch of encoded images into one input tensor [N, ...]."""
     if len(images) == 0:
         raise InvalidArgument("No images were given; send at least one.", field="images")
@@ -74,7 +75,7 @@ def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec) -> np.ndarray
     first_shape: tuple[int, ...] | None = None
     for i, data in enumerate(images):
         try:
-            pixels = _pixels(decode_image(data), spec)
+            pixels = _pixels(decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes), spec)
         except InvalidArgument as exc:
             raise InvalidArgument(f"Image {i}: {exc.message}", field=exc.field or "images") from exc
         h, w = pixels.shape[:2]
