@@ -16,18 +16,25 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from inspector.errors import FailedPrecondition
 from inspector.graph.autodiff import build_gradient_model
+from inspector.models_zoo import KNOWN, model_path
 
 OPSET = 17
 MODELS = Path("/tmp/models")
 
 
-def real_model(relative: str) -> onnx.ModelProto:
-    """A third-party model from /tmp/models, or skip the test when it is not there."""
-    path = MODELS / relative
-    if not path.exists():
-        pytest.skip(f"{path} is not available on this machine")
-    return onnx.load(str(path))
+def real_model(name: str) -> onnx.ModelProto:
+    """A real third-party model (inspector.models_zoo name), from its installed package or
+    /tmp/models; skip the test when neither has it."""
+    try:
+        return onnx.load(str(model_path(name)))
+    except FailedPrecondition:
+        package, relative = KNOWN[name][:2]
+        path = MODELS / package / relative
+        if not path.exists():
+            pytest.skip(f"{name} is not installed and not in {MODELS}")
+        return onnx.load(str(path))
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:

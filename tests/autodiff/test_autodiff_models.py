@@ -210,9 +210,7 @@ def test_user_mistakes_raise_invalid_argument():
     assert "Conv" in supported_ops() and "MaxPool" in supported_ops()
 
 
-CLS = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
-DET = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
-YOLO = "nudenet/320n.onnx"
+CLS, DET, REC, YOLO = "ppocr-cls", "ppocr-det", "ppocr-rec", "yolov8n-nudenet"
 
 
 def conv_outputs(model: onnx.ModelProto) -> list[str]:
@@ -244,3 +242,16 @@ def test_yolov8_detector():
     model = real_model(YOLO)
     directional_check(model, {"images": image((1, 3, 160, 160))}, model.graph.output[0].name,
                       "images")
+
+
+def test_yolov8_intermediate_to_intermediate():
+    """Through Split, Concat, MaxPool (SPPF) and nearest Resize, between two inner convs."""
+    model = real_model(YOLO)
+    convs = conv_outputs(model)
+    directional_check(model, {"images": image((1, 3, 128, 128))}, convs[45], convs[8])
+
+
+def test_rapidocr_recognizer_attention_path():
+    """SVTR: Transpose, MatMul, Softmax, ReduceMean/Pow/Sqrt layer norms, Squeeze."""
+    model = real_model(REC)
+    directional_check(model, {"x": image((1, 3, 48, 64))}, model.graph.output[0].name, "x")
