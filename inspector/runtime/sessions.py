@@ -7,6 +7,7 @@ wrong input gets a sentence naming the input, the expected and the actual dtype 
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -53,7 +54,9 @@ class Session:
         if cancelled is not None:
             if cancelled():
                 raise errors.Cancelled("the call was cancelled before the model ran")
-            watcher = threading.Thread(target=_watch, args=(cancelled, options, stop), daemon=True)
+            context = contextvars.copy_context()  # `cancelled` may read the caller's contextvars
+            watcher = threading.Thread(target=_watch, args=(lambda: context.run(cancelled), options, stop),
+                                       daemon=True)
             watcher.start()
         try:
             values = self.inner.run(names, feeds, options)

@@ -1,5 +1,6 @@
 """SessionCache and Session on real onnxruntime sessions: caching, errors, cancellation."""
 
+import contextvars
 import threading
 import time
 
@@ -176,3 +177,21 @@ def test_real_detector_by_path(real_model_path):
                                _plain(onnx.load(path), {"images": x})[0], rtol=1e-4, atol=1e-3)
     with pytest.raises(errors.InvalidArgument, match=r"node '/model.11/Concat' \(Concat\)"):
         session.run({"images": x[:, :, :100, :100]})
+
+
+def test_cancellation_read_from_the_callers_context():
+    """A check that reads a context variable (as the service's per-call check does) still works
+    although the watcher runs in another thread."""
+    flag: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+    b = CNNBuilder((1, 32, 96, 96))
+    x = b.input_name
+    for _ in range(24):
+        x = b.relu(b.conv(x, 32))
+    session = SessionCache(intra_op_threads=2).get("long", lambda: b.build(x), CPU)
+    inp = np.random.default_rng(1).standard_normal((12, 32, 96, 96)).astype(np.float32)
+    flag.set(time.perf_counter() + 0.02)
+    start = time.perf_counter()
+    with pytest.raises(errors.Cancelled):
+        session.run({"input": inp}, cancelled=lambda: (d := flag.get()) is not None
+                    and time.perf_counter() > d)
+    assert time.perf_counter() - start < 1.0
