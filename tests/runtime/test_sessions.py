@@ -150,13 +150,18 @@ def test_clean_strips_paths_and_sources():
     assert "reshape_helper" not in out and "/home/user" not in out and "Reshape node" in out
 
 
-def test_cancellation_stops_a_long_run():
+def _long_run():
+    """A session and an input that take about a second: 24 convs on 12 x 32 x 96 x 96."""
     b = CNNBuilder((1, 32, 96, 96))
     x = b.input_name
     for _ in range(24):
         x = b.relu(b.conv(x, 32))
     session = SessionCache(intra_op_threads=2).get("long", lambda: b.build(x), CPU)
-    inp = np.random.default_rng(1).standard_normal((12, 32, 96, 96)).astype(np.float32)
+    return session, np.random.default_rng(1).standard_normal((12, 32, 96, 96)).astype(np.float32)
+
+
+def test_cancellation_stops_a_long_run():
+    session, inp = _long_run()
     start = time.perf_counter()
     assert session.run({"input": inp}, cancelled=lambda: False)  # a full, uncancelled run
     full = time.perf_counter() - start
@@ -183,12 +188,7 @@ def test_cancellation_read_from_the_callers_context():
     """A check that reads a context variable (as the service's per-call check does) still works
     although the watcher runs in another thread."""
     flag: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
-    b = CNNBuilder((1, 32, 96, 96))
-    x = b.input_name
-    for _ in range(24):
-        x = b.relu(b.conv(x, 32))
-    session = SessionCache(intra_op_threads=2).get("long", lambda: b.build(x), CPU)
-    inp = np.random.default_rng(1).standard_normal((12, 32, 96, 96)).astype(np.float32)
+    session, inp = _long_run()
     flag.set(time.perf_counter() + 0.02)
     start = time.perf_counter()
     with pytest.raises(errors.Cancelled):
