@@ -18,6 +18,7 @@ class AuditThresholds:
     range_outlier: float = 10.0  # channel max|x| above this multiple of the layer's median max|x|
     near_zero: float = 1e-3  # filter L2 norm below this multiple of the layer's median norm
     duplicate_cosine: float = 0.99  # cosine similarity with another filter of the same layer
+    duplicate_min_size: int = 8  # smaller filters (e.g. 2-weight SE convs) are alike by chance
     tiny_variance: float = 1e-6  # BatchNormalization running variance below this
     huge_scale: float = 10.0  # |BN scale| above this multiple of the layer's median |scale|
 

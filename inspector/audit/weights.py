@@ -74,7 +74,7 @@ def filter_health(weights: Mapping[str, tuple[str, str, np.ndarray]],
         median_norm, median_peak = float(np.median(norms)), float(np.median(peaks))
         near_zero = (norms == 0) | (norms < thresholds.near_zero * median_norm)
         cosine, other = _nearest_cosine(rows, norms)
-        duplicate = cosine >= thresholds.duplicate_cosine
+        duplicate = (cosine >= thresholds.duplicate_cosine) & (rows.shape[1] >= thresholds.duplicate_min_size)
         filters = []
         for i in range(len(rows)):
             entry = {"index": i, "l2_norm": float(norms[i]), "max_abs": float(peaks[i]),
