@@ -44,7 +44,9 @@ def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str 
     (rules out reshaped heads such as YOLO's DFL, [N, 1, 4, anchors])."""
     if shape is None or len(shape) != 4:
         return False
-    limits = image[-2:] if image is not None and len(image) == 4 else (0, 0)
+    limits: tuple = (0, 0)
+    if image is not None and len(image) == 4:
+        limits = image[1:3] if image[3] in (1, 3) and image[1] not in (1, 3) else image[2:]
 
     def fits(d: int | str | None, lim: int | str | None) -> bool:
         if not isinstance(d, int):
