@@ -35,6 +35,7 @@ class MaximizeConfig:
     position: tuple[int, int] | None = None  # neuron (y, x); None: the center
     terms: tuple[Term, ...] = ()  # extra weighted objectives added to the main one
     preview_every: int = 0  # Progress.image every k steps (0: never)
+    redirect_steps: int = 16  # silent start: first k steps use deconvnet ReLU gradients
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
@@ -49,7 +50,7 @@ class MaximizeConfig:
         for name in ("lr", "init_sd", "blur_sigma"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be positive, not {getattr(self, name)}")
-        for name in ("pad", "blur_every", "preview_every", "l2", "tv", "diversity", "scale",
+        for name in ("pad", "blur_every", "preview_every", "redirect_steps", "l2", "tv", "diversity", "scale",
                      "rotate"):
             if getattr(self, name) < 0:
                 bad(name, f"must not be negative, not {getattr(self, name)}")

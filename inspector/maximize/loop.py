@@ -3,6 +3,8 @@
 One backward call per step and tensor gives both the objective and its input gradient (a forward
 first only for objectives whose seed depends on the activation: layer, probability, diversity).
 The gradient goes back through the preprocessing, the transform and the parameterization in numpy.
+When a hidden unit is silent on the starting noise (objective 0, no gradient through its ReLUs),
+the first `redirect_steps` use the deconvnet ReLU rule, like Lucid's early ReLU redirection.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class _Ascent:
 
     def __init__(self, access: ModelAccess, terms: list[Term], acts: dict, div: float) -> None:
         self.access, self.terms, self.div = access, terms, div
+        self.no_redirect = False
         self.groups = group_by_tensor(terms)
         self.main = terms[0].tensor
         self.fixed = {  # seeds of linear groups never change
@@ -74,7 +77,18 @@ class _Ascent:
             for name, group in self.groups.items()
             if all(t.kind in LINEAR for t in group) and not (div and name == self.main)}
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _backward(self, x: np.ndarray, name: str, seed: np.ndarray, policy: str) -> dict:
+        """One backward call; a model the redirect policy cannot serve falls back to standard."""
+        wrt = [self.access.input_name]
+        if policy != "standard" and not self.no_redirect:
+            try:
+                return self.access.backward(x, start=name, seed=seed, wrt=wrt, policy=policy,
+                                            fetch=[name])
+            except errors.FailedPrecondition:
+                self.no_redirect = True
+        return self.access.backward(x, start=name, seed=seed, wrt=wrt, fetch=[name])
+
+    def __call__(self, x: np.ndarray, policy: str = "standard") -> tuple[np.ndarray, np.ndarray]:
         values, grad = np.zeros(len(x), np.float32), np.zeros(x.shape, np.float32)
         for name, group in self.groups.items():
             seed = self.fixed.get(name)
@@ -83,8 +97,7 @@ class _Ascent:
                 seed = sum(t.seed(a) for t in group)
                 if self.div and name == self.main:
                     seed = seed - self.div * diversity(a)[1]
-            out = self.access.backward(x, start=name, seed=seed, wrt=[self.access.input_name],
-                                       fetch=[name])
+            out = self._backward(x, name, seed, policy)
             values += sum(t.value(out[name]) for t in group)
             grad += out[self.access.input_name]
         return values, grad
@@ -117,12 +130,15 @@ def _climb(access: ModelAccess, config: MaximizeConfig, to_input: ToInput, size:
            ) -> Generator[Progress, None, Maximization]:
     robust = Robustness(config.pad, config.jitter, config.scale, config.rotate)
     adam = Adam(config.lr)
+    hidden = ascent.terms[0].kind in ("channel", "neuron", "layer")
+    redirect = config.redirect_steps if hidden and np.any(initial <= 0) else 0
     history = []
     for step in range(config.steps):
         access.check_cancelled()
         rgb = param.rgb(p)
         warp = Resample(robust.sample(rng, size, size), size) if config.transforms else None
-        values, grad_x = ascent(np.asarray(to_input(warp(rgb) if warp else rgb)))
+        policy = "deconvnet" if step < redirect else "standard"
+        values, grad_x = ascent(np.asarray(to_input(warp(rgb) if warp else rgb)), policy)
         grad = pull(grad_x)
         grad = warp.adjoint(grad) if warp else grad
         for weight, prior in ((config.l2, penalties.l2), (config.tv, penalties.total_variation)):
