@@ -1,0 +1,111 @@
+"""Score-CAM, Ablation-CAM and Recipro-CAM against closed forms.
+
+After relu4 the small CNN is linear (GAP -> Gemm), so the score of any edited activation A' is
+b_k + sum_c W[k, c] mean(A'_c): ablating channel c removes W[k, c] mean(A_c), keeping one
+position keeps W[k] . mean(A * M_ij).
+"""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from factory import small_cnn
+from onnx import numpy_helper
+
+from inspector.imaging.render import resize_map
+from inspector.methods import Target, get_method
+from inspector.methods.tail import with_layer_as_input
+from inspector.runtime.access import OrtModelAccess
+
+LAYER = "relu4_out"
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    model = small_cnn(seed=3)
+    params = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    x = np.random.default_rng(4).random((2, 3, 32, 32)).astype(np.float32)
+    access = OrtModelAccess(model)
+    out = access.forward(x, [LAYER])
+    return model, access, x, out[LAYER].astype(np.float64), out["logits"], params["fc.weight"], params["fc.bias"]
+
+
+def minmax(m):
+    flat = m.reshape(len(m), -1)
+    lo, hi = flat.min(1)[:, None], flat.max(1)[:, None]
+    return ((flat - lo) / np.where(hi - lo > 0, hi - lo, 1)).reshape(m.shape)
+
+
+def to_input(cam):
+    return minmax(np.stack([resize_map(c, (32, 32)) for c in np.maximum(cam, 0)]))
+
+
+def test_ablationcam_weights_are_relative_score_drops(cnn):
+    _, access, x, a, logits, w, _ = cnn
+    k = logits.argmax(1)
+    weights = w[k] * a.mean((2, 3)) / logits[np.arange(2), k][:, None]
+    exp = get_method("ablationcam").explain(access, x, Target(), batch_size=5)
+    np.testing.assert_allclose(exp.heatmap, to_input((weights[:, :, None, None] * a).sum(1)), atol=1e-3)
+
+
+def test_reciprocam_scores_each_kept_position(cnn):
+    _, access, x, a, logits, w, b = cnn
+    k = 7
+    kernel = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+    maps = np.zeros((2, 8, 8))
+    for i in range(8):
+        for j in range(8):
+            m = np.zeros((10, 10))
+            m[i:i + 3, j:j + 3] = kernel
+            maps[:, i, j] = b[k] + (a * m[1:-1, 1:-1]).mean((2, 3)) @ w[k]
+    exp = get_method("reciprocam").explain(access, x, Target(index=(k,)), batch_size=17)
+    np.testing.assert_allclose(exp.layer_heatmap, minmax(maps - maps.min((1, 2), keepdims=True)), atol=1e-4)
+    np.testing.assert_allclose(exp.heatmap, to_input(maps - maps.min((1, 2), keepdims=True)), atol=1e-4)
+
+
+def test_scorecam_weights_are_softmax_of_masked_scores(cnn):
+    _, access, x, a, logits, _, _ = cnn
+    k = logits.argmax(1)
+    scores = np.zeros((2, a.shape[1]))
+    for c in range(a.shape[1]):
+        masks = minmax(np.stack([resize_map(m, (32, 32)) for m in a[:, c]]))
+        scores[:, c] = access.forward((x * masks[:, None]).astype(np.float32))["logits"][np.arange(2), k]
+    weights = np.exp(scores - scores.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    exp = get_method("scorecam").explain(access, x, Target(), batch_size=6)
+    np.testing.assert_allclose(exp.heatmap, to_input((weights[:, :, None, None] * a).sum(1)), atol=1e-3)
+
+
+def test_layer_as_input_reproduces_and_overrides_the_forward(cnn):
+    model, access, x, a, logits, _, b = cnn
+    inside = "relu2a_out"  # inside a residual block: the bypass still needs the image input
+    variant = with_layer_as_input(model, inside, ["logits"])
+    sess = ort.InferenceSession(variant.SerializeToString(), providers=["CPUExecutionProvider"])
+    value = access.forward(x, [inside])[inside]
+    np.testing.assert_allclose(sess.run(["logits"], {"input": x, inside: value})[0], logits, rtol=1e-5)
+    top = with_layer_as_input(model, LAYER, ["logits"])
+    sess = ort.InferenceSession(top.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros((2, 16, 8, 8), np.float32) if i.name == LAYER else x for i in sess.get_inputs()}
+    np.testing.assert_allclose(sess.run(["logits"], feeds)[0], np.broadcast_to(b, (2, 10)), atol=1e-6)
+
+
+class Cancelling(OrtModelAccess):
+    """A real access whose caller goes away after a few batches."""
+
+    def __init__(self, model, after):
+        super().__init__(model)
+        self.left = after
+
+    def check_cancelled(self):
+        self.left -= 1
+        if self.left < 0:
+            from inspector.errors import Cancelled
+            raise Cancelled("gone")
+
+
+@pytest.mark.parametrize("name", ["scorecam", "ablationcam", "occlusion", "rise", "smoothgrad"])
+def test_perturbation_loops_stop_when_cancelled(cnn, name):
+    from inspector.errors import Cancelled
+
+    model, _, x, *_ = cnn
+    with pytest.raises(Cancelled):
+        get_method(name).explain(Cancelling(model, after=2), x, Target(), batch_size=2)
