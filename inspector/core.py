@@ -34,7 +34,8 @@ class LoadedModel:
     providers: list[str]
     warnings: list[str]
     access: object  # runtime.access.OrtModelAccess
-    metadata: dict
+    metadata: dict  # a copy of the store's: preprocess spec, providers
+    blocking: list[str] | None = None  # ops without a gradient rule, computed on first need
 
     def run_metadata(self) -> RunMetadata:
         used = tuple(self.access.providers_used()) if hasattr(self.access, "providers_used") else ()
@@ -45,13 +46,15 @@ class Inspector:
     """Models in a store, opened on demand; inspection calls over them."""
 
     def __init__(self, config: InspectorConfig | None = None) -> None:
-        from inspector.runtime.sessions import SessionCache
+        from inspector.service.limits import SizedSessionCache
         from inspector.store.model_store import ModelStore
 
         self.config = config or InspectorConfig()
         self.store = ModelStore(Path(self.config.store_dir))
-        self.sessions = SessionCache(intra_op_threads=self.config.intra_op_threads,
-                                     max_entries=self.config.max_sessions)
+        self.sessions = SizedSessionCache(intra_op_threads=self.config.intra_op_threads,
+                                          max_entries=self.config.max_sessions,
+                                          max_bytes=self.config.max_session_bytes,
+                                          factor=self.config.session_bytes_factor)
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -164,7 +167,14 @@ class Inspector:
 
     def _accept(self, stored) -> ModelInfo:
         """Open a freshly stored model; a model that will not open is removed again."""
+        with self._lock:  # a re-upload may carry a new spec or providers: reopen
+            self._loaded.pop(stored.id, None)
+        from inspector.store.vetting import vet_model
+
         try:
+            for warning in vet_model(stored.path, stored.size_bytes,
+                                     stored.metadata.get("preprocess"), self.config):
+                log.warning("model %s: %s", stored.id[:12], warning)
             loaded = self._open(stored.id)
         except errors.InspectorError:
             self._forget(stored.id)
@@ -212,10 +222,12 @@ class Inspector:
         access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
                                 source=stored.path)
         loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
-                             warnings, access, stored.metadata)
+                             warnings, access, dict(stored.metadata))
         access.session_for_outputs(())  # a first session: fails here on models ORT refuses
         with self._lock:
             self._loaded[stored.id] = loaded
+            while len(self._loaded) > self.config.max_sessions:  # oldest opened goes first
+                self._loaded.pop(next(iter(self._loaded)))
         return loaded
 
     def _info(self, loaded: LoadedModel, *, layers: bool) -> ModelInfo:
@@ -223,13 +235,12 @@ class Inspector:
 
         d = loaded.description
         stored = self.store.get(loaded.id)
-        if "blocking_ops" not in loaded.metadata:
+        if loaded.blocking is None:
             try:
-                blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
+                loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
             except errors.InspectorError as exc:
-                blocking = [exc.message]
-            loaded.metadata["blocking_ops"] = blocking
-        blocking = loaded.metadata["blocking_ops"]
+                loaded.blocking = [exc.message]
+        blocking = loaded.blocking
         return ModelInfo(id=loaded.id, name=stored.name, size_bytes=stored.size_bytes,
                          inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
                          layers=tuple(d.layers) if layers else (),

