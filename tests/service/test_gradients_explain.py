@@ -8,7 +8,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 from factory import CNNBuilder, small_cnn
-from onnx import helper
 from PIL import Image
 
 METHOD_NAMES = {"cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam",
@@ -175,4 +174,3 @@ def test_images_are_preprocessed_by_the_stored_spec(client, server, models):
     x = x.transpose(2, 0, 1)[None]
     out = client.infer("grad-cnn", buf.getvalue())["logits"]
     np.testing.assert_allclose(out, f(x), rtol=1e-4, atol=1e-4)
-    helper  # noqa: B018  (imported for model building in other tests)
