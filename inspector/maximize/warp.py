@@ -100,13 +100,16 @@ class Resample:
         self.weight = np.concatenate(wts).astype(np.float32)  # [4P]
         self.offset = (fill * (1.0 - self.weight.reshape(4, -1).sum(0))).astype(np.float32)  # [P]
         self.source, self.size = source, affine.size
-        # the adjoint sums the contributions that land on one source pixel: sort them once
+        # the adjoint adds every contribution onto its source pixel; split the contributions into
+        # layers in which no source pixel repeats, so each layer is one vectorized `+=`
         used = np.flatnonzero(self.weight)  # corners outside the source contribute nothing
-        self.order = used[np.argsort(self.index[used], kind="stable")]
-        sorted_index = self.index[self.order]
-        self.starts = np.flatnonzero(np.diff(sorted_index, prepend=-1))
-        self.targets = sorted_index[self.starts]
-        self.pixel = np.tile(np.arange(ho * wo), 4)[self.order]  # output pixel of each term
+        order = used[np.argsort(self.index[used], kind="stable")]
+        target = self.index[order]
+        starts = np.flatnonzero(np.diff(target, prepend=-1))
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        pixel = order % (ho * wo)
+        self.layers = [(target[rank == j], pixel[rank == j], self.weight[order[rank == j]][:, None])
+                       for j in range(int(rank.max(initial=-1)) + 1)]
 
     @staticmethod
     def _rows(img: np.ndarray) -> np.ndarray:
@@ -130,10 +133,9 @@ class Resample:
     def adjoint(self, grad: np.ndarray) -> np.ndarray:
         """S^T g: pull a gradient on the output back onto the source image."""
         rows = self._rows(grad)
-        terms = rows[self.pixel] * self.weight[self.order][:, None]
         out = np.zeros((self.source[0] * self.source[1], rows.shape[1]), np.float32)
-        if len(self.starts):
-            out[self.targets] = np.add.reduceat(terms, self.starts, axis=0)
+        for target, pixel, weight in self.layers:
+            out[target] += rows[pixel] * weight
         return self._images(out, len(grad), self.source)
 
 
