@@ -20,9 +20,27 @@ class InspectorConfig:
     strict_providers: bool = False  # refuse instead of falling back
     intra_op_threads: int | None = None
     max_sessions: int = 32
-    max_upload_bytes: int = 2 << 30
+    max_session_bytes: int = 4 << 30  # approximate memory of cached sessions (model bytes x factor)
+    session_bytes_factor: float = 3.0  # a session costs about this many times its model's bytes
+    max_upload_bytes: int = 2 << 30  # also the largest model LoadModel accepts
     max_batch: int = 64
     max_image_pixels: int = 50_000_000
     max_image_bytes: int = 64 << 20
     max_message_bytes: int = 4 << 20  # gRPC message limit; results stream in chunks below it
     max_request_bytes: int = 64 << 20
+    max_response_bytes: int = 1 << 30  # all chunks of one streamed result together
+    # untrusted models (inspector.store.vetting)
+    vetting: bool = True  # check + first load and run in a child process before accepting
+    vet_timeout_s: float = 60.0
+    vet_memory_bytes: int = 8 << 30  # address-space limit of the vetting child
+    max_ir_version: int | None = None  # None: the newest the installed onnx package knows
+    max_opset: int | None = None  # default domain; None: the newest the installed onnx knows
+    # back-pressure (inspector.service.limits)
+    max_concurrent: int = 4  # RPCs executing at once (health and reflection are not counted)
+    max_queued: int = 16  # RPCs waiting for a slot; beyond this: RESOURCE_EXHAUSTED
+    retry_after_s: float = 1.0  # the hint sent with RESOURCE_EXHAUSTED
+    # security (inspector.service.auth, inspector.service.tls)
+    auth_tokens: tuple[str, ...] = ()  # empty: no authentication
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set: clients must present a certificate signed by it

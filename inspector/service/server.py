@@ -1,10 +1,11 @@
-"""Build and run the gRPC server: the Inspector service, health checking and reflection."""
+"""Build and run the gRPC server: the Inspector service, health checking and reflection,
+behind authentication, call observation and back-pressure interceptors (in that order)."""
 
 from __future__ import annotations
 
 import logging
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,12 +13,18 @@ from grpc_reflection.v1alpha import reflection
 
 from inspector.config import InspectorConfig
 from inspector.core import Inspector
+from inspector.service.auth import AuthInterceptor
+from inspector.service.limits import Gate, LimitsInterceptor
+from inspector.service.metrics import Metrics, ObservingInterceptor, serve_metrics
 from inspector.service.servicer import InspectorServicer
+from inspector.service.tls import server_credentials
+from inspector.store.vetting import quarantined, verify_store
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
 
 log = logging.getLogger("inspector.service")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inspector"].full_name
+SPARE_THREADS = 4  # for health checks and for refusing calls while every slot is taken
 
 
 @dataclass
@@ -26,25 +33,51 @@ class RunningServer:
     port: int
     inspector: Inspector
     health: health.HealthServicer
+    metrics: Metrics = field(default_factory=Metrics)
+    gate: Gate | None = None
+    metrics_port: int | None = None
+    quarantined_now: list[tuple[str, str]] = field(default_factory=list)  # found at this start
+    _metrics_http: object = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def quarantined(self) -> list[str]:
+        """Every store entry ever quarantined as corrupt (folder names under .quarantine/)."""
+        return quarantined(self.inspector.store.root)
+
     def stop(self, grace: float | None = 5.0) -> None:
+        """Refuse new calls at once; in-flight calls get `grace` seconds to finish."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
 
 
 def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0,
-                 workers: int = 8, inspector: Inspector | None = None) -> RunningServer:
-    """Start serving on host:port (0: a free port) and return at once."""
+                 workers: int | None = None, inspector: Inspector | None = None,
+                 metrics_port: int | None = None) -> RunningServer:
+    """Start serving on host:port (0: a free port) and return at once.
+
+    `workers` overrides config.max_concurrent (RPCs executing at once); `metrics_port`
+    (0: a free port) serves Prometheus text on http://host:port/metrics.
+    """
+    if workers is not None:
+        config.max_concurrent = workers
+    found = verify_store(config.store_dir) if inspector is None else []
     inspector = inspector or Inspector(config)
+    gate = Gate(config.max_concurrent, config.max_queued)
+    metrics = Metrics()
+    threads = config.max_concurrent + config.max_queued + SPARE_THREADS
     options = [("grpc.max_receive_message_length", config.max_request_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes + 64 * 1024),
                ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-                         options=options)
+    interceptors = ([AuthInterceptor(config.auth_tokens)] if config.auth_tokens else []) + [
+        ObservingInterceptor(metrics), LimitsInterceptor(gate, config.max_response_bytes,
+                                                         config.retry_after_s)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
+                         interceptors=interceptors, options=options, maximum_concurrent_rpcs=threads)
     pb_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -52,9 +85,34 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
                                         server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if config.tls_cert is not None or config.tls_key is not None:
+        if config.tls_cert is None or config.tls_key is None:
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+        bound = server.add_secure_port(address, server_credentials(
+            config.tls_cert, config.tls_key, config.tls_client_ca))
+    elif config.tls_client_ca is not None:
+        raise ValueError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
+    _gauges(metrics, inspector, gate, found)
+    http = serve_metrics(metrics, host, metrics_port) if metrics_port is not None else None
     server.start()
-    log.info("inspector serving on %s:%d (store %s)", host, bound, config.store_dir)
-    return RunningServer(server, bound, inspector, health_servicer)
+    log.info("inspector serving on %s:%d (%s, %s, store %s)", host, bound,
+             "TLS" if config.tls_cert else "plain text",
+             "token auth" if config.auth_tokens else "no auth", config.store_dir)
+    return RunningServer(server, bound, inspector, health_servicer, metrics, gate,
+                         http.server_address[1] if http else None, found, http)
+
+
+def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, found: list) -> None:
+    """Queue depth, running calls, session-cache counters and quarantined entries."""
+    metrics.gauge("inspector_calls_running", "RPCs executing now.", lambda: gate.running)
+    metrics.gauge("inspector_queue_depth", "RPCs waiting for a slot.", lambda: gate.waiting)
+    for key in ("hits", "misses", "evictions", "entries", "bytes"):
+        metrics.gauge(f"inspector_session_cache_{key}", f"Session cache {key}.",
+                      lambda k=key: inspector.sessions.stats().get(k, 0))
+    metrics.gauge("inspector_store_quarantined", "Store entries quarantined as corrupt.",
+                  lambda: len(quarantined(inspector.store.root)))

@@ -13,6 +13,7 @@ from inspector import errors
 from inspector.core import Inspector
 from inspector.runtime.cancellation import cancellable
 from inspector.service import convert
+from inspector.service.metrics import current_request_id
 from inspector.service.streaming import progress_message, result_messages
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -51,7 +52,7 @@ def handled(rpc):
 
     @functools.wraps(rpc)
     def unary(self, request, context):
-        request_id = uuid.uuid4().hex[:12]
+        request_id = current_request_id() or uuid.uuid4().hex[:12]
         try:
             with cancellable(lambda: _cancelled(context)):
                 return rpc(self, request, context)
@@ -60,7 +61,7 @@ def handled(rpc):
 
     @functools.wraps(rpc)
     def streaming(self, request, context):
-        request_id = uuid.uuid4().hex[:12]
+        request_id = current_request_id() or uuid.uuid4().hex[:12]
         try:
             with cancellable(lambda: _cancelled(context)):
                 yield from rpc(self, request, context)
