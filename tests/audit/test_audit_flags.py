@@ -14,7 +14,13 @@ from conftest import (
     planted_images,
 )
 
-from inspector.audit import AuditRun, AuditThresholds, audit_model
+from inspector.audit import (
+    ActivationAggregator,
+    AuditRun,
+    AuditThresholds,
+    audit_model,
+    channel_flags,
+)
 
 
 def _flagged(entries: list[dict]) -> dict[int, list[str]]:
@@ -69,3 +75,21 @@ def test_resumed_run_gives_the_same_audit(planted):
     state = first.to_dict()
     resumed = AuditRun.from_dict(planted, state)
     assert audit_model(access, [images[40:80], images[80:]], run=resumed) == whole
+
+
+def test_flag_rules_on_hand_made_statistics():
+    """A Clip(0, 6) tensor: an all-zero channel is dead (not also saturated); 6 everywhere is saturated;
+    91 % at a bound is saturated, 90 % is not; a channel > 10x the median peak is a range outlier."""
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (10, 6, 10)).astype(np.float32)
+    x[:, 0] = 0.0
+    x[:, 1] = 6.0
+    x[:, 2, :9], x[0, 2, 9] = 0.0, 6.0  # 91 of 100 values at a bound
+    x[:, 3, :9] = 6.0  # exactly 90 %
+    x[0, 5, 0] = 61.0  # channel peaks 0, 6, 6, 6, <1, 61: median 6
+    agg = ActivationAggregator({"t": ("Clip", ["N", 6, 10])}, {"t": (0.0, 6.0)})
+    agg.update({"t": x})
+    stats = agg.result()["t"]
+    peaks = np.abs(x).max(axis=(0, 2))
+    assert peaks[5] > 10 * np.median(peaks) and np.sort(peaks)[-2] <= 10 * np.median(peaks)
+    assert channel_flags(stats) == [["dead"], ["saturated"], ["saturated"], [], [], ["range_outlier"]]
+    assert stats.saturation_fraction[3] == 0.9
