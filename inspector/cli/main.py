@@ -16,6 +16,12 @@ def _client_options(p: argparse.ArgumentParser) -> None:
                    help="bearer token (default: $INSPECTOR_AUTH_TOKEN)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=None, help="deadline of each call in seconds")
+    p.add_argument("--tls-ca", default=os.environ.get("INSPECTOR_TLS_CA"),
+                   help="use TLS, trusting this PEM CA (default: $INSPECTOR_TLS_CA)")
+    p.add_argument("--tls-cert", default=os.environ.get("INSPECTOR_TLS_CERT"),
+                   help="mutual TLS: this PEM client certificate (default: $INSPECTOR_TLS_CERT)")
+    p.add_argument("--tls-key", default=os.environ.get("INSPECTOR_TLS_KEY"),
+                   help="mutual TLS: the PEM key of --tls-cert (default: $INSPECTOR_TLS_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -22,31 +23,76 @@ def add_parser(sub) -> None:
     p.add_argument("--strict-providers", action="store_true",
                    help="refuse (FAILED_PRECONDITION) instead of falling back to CPU")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
-    p.add_argument("--workers", type=int, default=8, help="concurrent RPCs")
+    p.add_argument("--workers", type=int, default=InspectorConfig.max_concurrent,
+                   help="RPCs executing at once")
+    p.add_argument("--max-queued", type=int, default=InspectorConfig.max_queued,
+                   help="RPCs waiting for a slot; more get RESOURCE_EXHAUSTED with a retry hint")
     p.add_argument("--max-message-mb", type=float, default=4.0,
                    help="largest gRPC message the server sends; results stream in chunks below it")
     p.add_argument("--max-upload-mb", type=float, default=2048.0)
+    p.add_argument("--max-response-mb", type=float, default=InspectorConfig.max_response_bytes / (1 << 20),
+                   help="largest result (all streamed chunks together)")
+    p.add_argument("--auth-token-file", type=Path, default=None,
+                   help="require a bearer token: one accepted token a line (also $INSPECTOR_AUTH_TOKEN)")
+    p.add_argument("--tls-cert", type=Path, help="serve TLS with this PEM certificate (chain)")
+    p.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", type=Path,
+                   help="mutual TLS: require client certificates signed by this PEM CA")
+    p.add_argument("--no-vetting", action="store_true",
+                   help="skip the checker and the trial run in a child process for new models (faster, "
+                        "unsafe for untrusted models)")
+    p.add_argument("--vet-timeout", type=float, default=InspectorConfig.vet_timeout_s,
+                   help="seconds a new model may take to load and run once in the vetting child")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
 
 
 def config_from_args(args: argparse.Namespace) -> InspectorConfig:
+    from inspector.service.auth import load_tokens
+
     config = InspectorConfig(
         model_roots=tuple(args.model_root), providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
         strict_providers=args.strict_providers, intra_op_threads=args.threads,
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
-        max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        max_response_bytes=int(args.max_response_mb * (1 << 20)),
+        max_concurrent=args.workers, max_queued=args.max_queued,
+        vetting=not args.no_vetting, vet_timeout_s=args.vet_timeout,
+        auth_tokens=load_tokens(args.auth_token_file),
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca)
     if args.store is not None:
         config.store_dir = args.store
     return config
 
 
+def _logging(level: str, form: str) -> None:
+    """Every record carries the call's request id; json: one object a line."""
+    from inspector.service.metrics import JsonFormatter, RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
 def run(args: argparse.Namespace) -> int:
     from inspector.service.server import start_server
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    running = start_server(config_from_args(args), host=args.host, port=args.port, workers=args.workers)
+    _logging(args.log_level, args.log_format)
+    try:
+        config = config_from_args(args)
+        running = start_server(config, host=args.host, port=args.port, metrics_port=args.metrics_port)
+    except (ValueError, OSError) as exc:
+        print(f"inspector serve: {exc}", file=sys.stderr)
+        return 2
     print(f"inspector serving on {args.host}:{running.port}", flush=True)
+    if running.metrics_port is not None:
+        print(f"metrics on http://{args.host}:{running.metrics_port}/metrics", flush=True)
+    for entry, reason in running.quarantined_now:
+        print(f"quarantined corrupt store entry {entry}: {reason}", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -38,9 +38,19 @@ class InspectorClient:
 
     def __init__(self, target: str = "127.0.0.1:50051", token: str | None = None, *,
                  timeout: float | None = None, max_message_mb: int = 64,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None,
+                 tls_ca: str | os.PathLike | None = None, tls_cert: str | os.PathLike | None = None,
+                 tls_key: str | os.PathLike | None = None) -> None:
+        """TLS when `tls_ca` (PEM roots) or `tls_cert`+`tls_key` (mutual TLS) or `credentials`."""
         limit = max_message_mb << 20
         options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        if credentials is None and (tls_ca or tls_cert or tls_key):
+            if bool(tls_cert) != bool(tls_key):
+                raise ValueError("give both tls_cert and tls_key for mutual TLS, or neither")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls_ca).read_bytes() if tls_ca else None,
+                private_key=Path(tls_key).read_bytes() if tls_key else None,
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None)
         self._channel = (grpc.secure_channel(target, credentials, options=options) if credentials
                          else grpc.insecure_channel(target, options=options))
         self._stub = pb_grpc.InspectorStub(self._channel)
