@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from autodiff_reference import check_op, single_op
+from autodiff_reference import analytic, check_op, single_op
 
 
 def away_from(x: np.ndarray, kinks: tuple[float, ...], gap: float = 0.05) -> np.ndarray:
@@ -27,6 +27,8 @@ UNARY = [
     ("HardSwish", {}, (-3.0, 3.0)), ("Tanh", {}, ()), ("Softplus", {}, ()), ("Erf", {}, ()),
     ("Exp", {}, ()), ("Neg", {}, ()), ("Abs", {}, (0.0,)), ("Identity", {}, ()),
     ("Softmax", {"axis": 1}, ()), ("LogSoftmax", {"axis": -1}, ()), ("Dropout", {}, ()),
+    ("Softsign", {}, (0.0,)), ("ThresholdedRelu", {"alpha": 0.5}, (0.5,)),
+    ("Celu", {"alpha": 0.8}, (0.0,)), ("Sin", {}, ()), ("Cos", {}, ()),
     ("Flatten", {"axis": 2}, ()), ("Transpose", {"perm": [2, 0, 1]}, ()), ("Transpose", {}, ()),
 ]
 
@@ -41,6 +43,11 @@ def test_unary(op, attrs, kinks):
 def test_positive_domain(op):
     x = (np.random.default_rng(1).random((3, 4)) + 0.5).astype(np.float32)
     check_op(single_op(op, {"x": x}), {"x": x}, eps=1e-3)
+
+
+def test_mish_opset18():
+    x = data((3, 5), scale=2.0, kinks=(99.0,))
+    check_op(single_op("Mish", {"x": x}, opset=18), {"x": x})
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -98,3 +105,24 @@ def test_cast_round_trip():
     model.graph.output[0].name = "z"
     model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     check_op(model, {"x": x}, start="z", eps=1e-3)
+
+
+@pytest.mark.parametrize("op", ["Max", "Min", "Mean"])
+def test_variadic_with_broadcasting(op):
+    a, b, c = data((2, 3, 4), 7), data((3, 1), 8), data((4,), 9)
+    check_op(single_op(op, {"a": a, "b": b, "c": c}), {"a": a, "b": b, "c": c})
+
+
+def test_max_tie_is_shared():
+    a = np.array([1.0, 2.0], np.float32)
+    model = single_op("Max", {"a": a, "b": a.copy()})
+    got = analytic(model, {"a": a, "b": a.copy()}, "y", ["a", "b"], np.ones(2, np.float32))
+    np.testing.assert_array_equal(got["a"], [0.5, 0.5])
+
+
+def test_same_tensor_twice_accumulates():
+    x = data((2, 5), 10)
+    model = single_op("Mul", {"x": x}, order=["x", "x"])
+    seed = data((2, 5), 11)
+    np.testing.assert_allclose(analytic(model, {"x": x}, "y", ["x"], seed)["x"], 2 * x * seed,
+                               rtol=1e-6)

@@ -23,7 +23,6 @@ class Emitter:
         self.opset = opset
         self.policy = policy
         self.needs_grad = needs
-        self.forward_extra: dict[str, list[str]] = {}  # node name -> outputs added to a forward node
         self._count = 0
 
     def fresh(self, base: str) -> str:

@@ -145,3 +145,37 @@ def softmax(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[
         inner = em.reduce_sum(em.do("Mul", g, y), axis)
         return [em.do("Mul", y, em.do("Sub", g, inner))]
     return [em.do("Sub", g, em.do("Mul", em.do("Exp", y), em.reduce_sum(g, axis)))]
+
+
+@rule("Mish")
+def mish(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """y = x*tanh(softplus(x)): slope = t + x*(1 - t^2)*sigmoid(x)."""
+    x = node.input[0]
+    t = em.do("Tanh", em.do("Softplus", x))
+    sech2 = em.do("Sub", em.scalar(1.0, x), em.do("Mul", t, t))
+    slope = em.do("Add", t, em.do("Mul", x, em.do("Mul", sech2, em.do("Sigmoid", x))))
+    return [em.do("Mul", grads[0], slope)]
+
+
+@rule("Softsign")
+def softsign(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    x = node.input[0]
+    denominator = em.do("Add", em.scalar(1.0, x), em.do("Abs", x))
+    return [em.do("Div", grads[0], em.do("Mul", denominator, denominator))]
+
+
+@rule("ThresholdedRelu")
+def thresholded_relu(node: onnx.NodeProto, grads: list[str | None],
+                     em: Emitter) -> list[str | None]:
+    x = node.input[0]
+    above = em.do("Greater", x, em.scalar(attribute(node, "alpha", 1.0), x))
+    return [em.where(above, grads[0], x)]
+
+
+@rule("Celu")
+def celu(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """x>0: g; else g*exp(x/alpha)."""
+    x, g = node.input[0], grads[0]
+    alpha = attribute(node, "alpha", 1.0)
+    negative = em.do("Mul", g, em.do("Exp", em.do("Div", x, em.scalar(alpha, x))))
+    return [em.do("Where", _positive(em, x), g, negative)]

@@ -117,3 +117,29 @@ def where(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[st
     ga = em.unbroadcast(em.where(cond, g, y), a, y) if em.needs(a) else None
     gb = em.unbroadcast(em.do("Where", cond, em.scalar(0.0, y), g), b, y) if em.needs(b) else None
     return [None, ga, gb]
+
+
+@rule("Max", "Min", inputs=None)
+def extremum(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Each input gets g where it equals the result; ties share it equally."""
+    y, g = node.output[0], grads[0]
+    masks = [em.cast_like(em.do("Equal", x, y), y) for x in node.input]
+    count = masks[0] if len(masks) == 1 else em.do("Sum", *masks)
+    share = em.do("Div", g, count)
+    return [em.unbroadcast(em.do("Mul", share, m), x, y) if em.needs(x) else None
+            for x, m in zip(node.input, masks, strict=True)]
+
+
+@rule("Mean", inputs=None)
+def mean(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    y = node.output[0]
+    share = em.do("Div", grads[0], em.scalar(float(len(node.input)), y))
+    return [em.unbroadcast(share, x, y) if em.needs(x) else None for x in node.input]
+
+
+@rule("Sin", "Cos")
+def trigonometric(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    x, g = node.input[0], grads[0]
+    if node.op_type == "Sin":
+        return [em.do("Mul", g, em.do("Cos", x))]
+    return [em.do("Neg", em.do("Mul", g, em.do("Sin", x)))]

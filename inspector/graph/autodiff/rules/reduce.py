@@ -16,7 +16,8 @@ def _axes(node: onnx.NodeProto, em: Emitter) -> str | None:
     return em.const(list(axes)) if axes else None
 
 
-@rule("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare")
+@rule("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL2",
+      "ReduceLogSumExp")
 def reduce(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     x, y, g = node.input[0], node.output[0], grads[0]
     axes = _axes(node, em)
@@ -37,4 +38,8 @@ def reduce(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[s
     spread = em.do("Expand", g, em.shape(x))
     if op == "ReduceSumSquare":
         spread = em.do("Mul", spread, em.do("Add", x, x))
+    elif op == "ReduceL2":  # d|x|/dx = x/|x|
+        spread = em.do("Mul", spread, em.do("Div", x, y))
+    elif op == "ReduceLogSumExp":  # softmax over the reduced axes
+        spread = em.do("Mul", spread, em.do("Exp", em.do("Sub", x, y)))
     return [spread]

@@ -58,3 +58,18 @@ def split(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[st
     pieces = [g if g is not None else em.zeros_like(y)
               for g, y in zip(grads, node.output, strict=True)]
     return [em.do("Concat", *pieces, axis=axis)]
+
+
+@rule("SpaceToDepth", "DepthToSpace")
+def depth_space(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Both are permutations: the adjoint is the inverse rearrangement."""
+    b, g, x = attribute(node, "blocksize"), grads[0], node.input[0]
+    if node.op_type == "SpaceToDepth":
+        return [em.do("DepthToSpace", g, blocksize=b, mode="DCR")]
+    if attribute(node, "mode", "DCR") == "DCR":
+        return [em.do("SpaceToDepth", g, blocksize=b)]
+    block = em.const([b])
+    split = em.do("Concat", em.shape(g, start=0, end=2), em.shape(x, start=2, end=3), block,
+                  em.shape(x, start=3, end=4), block, axis=0)
+    moved = em.do("Transpose", em.do("Reshape", g, split), perm=[0, 1, 3, 5, 2, 4])
+    return [em.reshape_like(moved, x)]
