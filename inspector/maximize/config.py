@@ -56,9 +56,27 @@ class MaximizeConfig:
                 bad(name, f"must not be negative, not {getattr(self, name)}")
         if any(d < 0 for d in self.jitter) or not self.scale < 1:
             bad("jitter/scale", "needs jitter >= 0 and scale < 1")
+        object.__setattr__(self, "terms", tuple(_term(t) for t in self.terms))
         for t in self.terms:
             if t.kind not in KINDS:
                 bad("terms", f"kind must be one of {', '.join(KINDS)}, not '{t.kind}'")
+
+
+def _term(t: Term | dict) -> Term:
+    """Terms may come as dicts from JSON request parameters: {kind, layer, channels, weight}."""
+    if isinstance(t, Term):
+        return t
+    try:
+        channels = t.get("channels", ())
+        channels = (channels,) if isinstance(channels, int | float) else channels
+        position = t.get("position")
+        return Term(str(t["kind"]), str(t.get("layer", t.get("tensor", ""))),
+                    tuple(int(c) for c in channels), float(t.get("weight", 1.0)),
+                    tuple(int(v) for v in position) if position is not None else None)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(
+            f"maximize config: each extra term needs kind, layer, channels and optionally weight "
+            f"and position; got {t!r}", field="terms") from exc
 
 
 @dataclass

@@ -31,9 +31,23 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
+def class_scores(access: ModelAccess) -> str:
+    """The first output, or the logits feeding it when the model ends in Softmax (over axis 1)."""
+    name = access.output_names[0]
+    producers = {o: n for n in access.graph.graph.node for o in n.output}
+    node = producers.get(name)
+    while node is not None and node.op_type == "Identity":
+        node = producers.get(node.input[0])
+    if node is not None and node.op_type == "Softmax":
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        if axis in (1, -1):
+            return node.input[0]
+    return name
+
+
 def _terms(access: ModelAccess, layer: str, channels: Sequence[int], cfg: MaximizeConfig) -> list[Term]:
     if cfg.objective in ("logit", "probability") and not layer:
-        layer = access.output_names[0]
+        layer = class_scores(access)
     if not layer:
         raise errors.InvalidArgument("name the layer whose units to maximize", field="layer")
     n = len(channels) or (1 if cfg.objective == "layer" else 0)

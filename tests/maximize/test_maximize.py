@@ -7,6 +7,7 @@ from factory import CNNBuilder, small_cnn
 
 from inspector import errors
 from inspector.maximize import MaximizeConfig, Term, maximize, run_to_end
+from inspector.maximize.loop import class_scores
 from inspector.maximize.param import FourierImage
 from inspector.maximize.pullback import InputPullback
 from inspector.maximize.warp import Resample, Robustness
@@ -210,3 +211,21 @@ def test_user_mistakes_fail_before_the_first_step(cnn):
         MaximizeConfig(objective="dream")
     with pytest.raises(errors.InvalidArgument, match="steps"):
         MaximizeConfig(steps=0)
+
+
+def test_class_objectives_read_the_logits_under_a_final_softmax():
+    b = CNNBuilder((1, 3, 16, 16), seed=2)
+    logits = b.gemm(b.flatten(b.gap(b.relu(b.conv(b.input_name, 4)))), 5, name="fc")
+    access = OrtModelAccess(b.build(b.node("Softmax", [logits], axis=1, name="prob"),
+                                    output_names=["probs"]))
+    assert class_scores(access) == "fc_out"
+    res = run(access, "", [1, 3], size=(16, 16), objective="probability", steps=8)
+    probs = access.forward(res.inputs)["probs"]
+    np.testing.assert_allclose(probs[[0, 1], [1, 3]], res.final_objective, rtol=1e-4)
+
+
+def test_extra_terms_may_come_as_json_dicts():
+    cfg = MaximizeConfig(terms=({"kind": "channel", "layer": "relu1_out", "channels": 3, "weight": 0.5},))
+    assert cfg.terms == (Term("channel", "relu1_out", (3,), 0.5),)
+    with pytest.raises(errors.InvalidArgument, match="each extra term needs kind"):
+        MaximizeConfig(terms=({"layer": "relu1_out"},))
