@@ -20,7 +20,8 @@ import numpy as np
 MODEL = "yolov8n-nudenet"
 FEATURE_LAYERS = ["/model.0/act/Mul", "/model.2/cv2/act/Mul", "/model.4/cv2/act/Mul",
                   "/model.6/cv2/act/Mul", "/model.9/cv2/act/Mul"]
-CAM_LAYER = "/model.15/cv2/act/Mul"  # the stride-8 neck output that feeds the small-object head
+# the neck outputs that feed the detection heads at strides 8, 16 and 32 (40x40, 20x20, 10x10 anchors)
+CAM_LAYERS = ((1600, "/model.15/cv2/act/Mul"), (2000, "/model.18/cv2/act/Mul"), (2100, "/model.21/cv2/act/Mul"))
 CAM_METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "saliency"]
 MAX_LAYER = "/model.4/cv2/act/Mul"
 
@@ -111,10 +112,11 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
     sections.append(_gallery("Filters", figures))
 
     figures, report = [], {}
+    cam_layer = next(layer for end, layer in CAM_LAYERS if anchor < end)  # the head that detected it
     target = {"tensor": info.outputs[0].name, "index": [4 + cls, anchor]}
     for method in CAM_METHODS:
         try:
-            layer = None if method == "saliency" else CAM_LAYER
+            layer = None if method == "saliency" else cam_layer
             exp = client.explain("yolov8n", photo, method=method, target=target, layer=layer)
         except Exception as exc:  # show what failed instead of stopping the demo
             figures.append(("", f"{method}: failed: {_details(exc)}"))
@@ -152,6 +154,7 @@ def _details(exc: Exception) -> str:
 
 
 def _safe(name: str) -> str:
+    name = name.replace("+", "plus")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
 

@@ -27,9 +27,11 @@ def explain(loaded, prepared, method: str, target, layers: Sequence[str] | None,
     from inspector.methods import get_method
     from inspector.methods.base import Target
 
+    from inspector.graph.select import resolve_tensors
+
     impl = get_method(method or "gradcam")
-    exp = impl.explain(loaded.access, prepared.x, target or Target(), list(layers or []) or None,
-                       **(params or {}))
+    tensors = resolve_tensors(loaded.model, list(layers)) if layers else None  # node names too
+    exp = impl.explain(loaded.access, prepared.x, target or Target(), tensors, **(params or {}))
     result = Result(loaded.run_metadata(), info={
         "method": exp.method, "layers": list(exp.layers), "targets": list(exp.targets),
         "score": [float(s) for s in exp.score],
