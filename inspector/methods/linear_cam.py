@@ -13,15 +13,17 @@ PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity"}
 
 
 def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str]]:
-    """(W [K, C], names of the classifier's output tensor and its aliases) after `layer`'s pooling."""
+    """(W [K, C], the classifier's output and the tensors that only rescale it: bias, softmax, sigmoid)."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     inits = {t.name: t for t in model.graph.initializer}
+    inits.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                  for a in n.attribute if a.name == "value"})
 
     def only(tensor: str) -> onnx.NodeProto | None:
-        nodes = consumers.get(tensor, [])
+        nodes = [n for n in consumers.get(tensor, []) if n.op_type != "Shape"]
         return nodes[0] if len(nodes) == 1 else None
 
     node = only(layer)
@@ -42,7 +44,7 @@ def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str
         w = w.T
     aliases = {node.output[0]}
     follow = only(node.output[0])
-    while follow is not None and (follow.op_type == "Identity" or
+    while follow is not None and (follow.op_type in ("Identity", "Softmax", "Sigmoid") or
                                   (follow.op_type == "Add" and any(i in inits for i in follow.input))):
         aliases.add(follow.output[0])
         follow = only(follow.output[0])
@@ -52,8 +54,8 @@ def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str
 class CAM(BaseCAM):
     name = "cam"
     uses_gradients = False
-    doc = "Class activation mapping: the classifier's weights of the target class over the last conv " \
-          "layer (Zhou et al., CVPR 2016, arXiv:1512.04150)."
+    doc = ("Class activation mapping: the classifier's weights of the target class over the last conv "
+           "layer; a probability target uses its logit's weights (Zhou et al., CVPR 2016, arXiv:1512.04150).")
 
     def channel_weights(self, c: CamInput) -> np.ndarray:
         w, aliases = linear_head(c.run.access.graph, c.layer)
