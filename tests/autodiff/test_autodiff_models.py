@@ -255,3 +255,40 @@ def test_rapidocr_recognizer_attention_path():
     """SVTR: Transpose, MatMul, Softmax, ReduceMean/Pow/Sqrt layer norms, Squeeze."""
     model = real_model(REC)
     directional_check(model, {"x": image((1, 3, 48, 64))}, model.graph.output[0].name, "x")
+
+
+def mixed_model(dtype: int) -> onnx.ModelProto:
+    """Conv, Sigmoid, MaxPool, AveragePool, Resize, Clip, GAP, Gemm, Softmax in one dtype."""
+    rng = np.random.default_rng(0)
+    npd = helper.tensor_dtype_to_np_dtype(dtype)
+    consts = {"w": rng.standard_normal((4, 3, 3, 3)).astype(npd),
+              "fc": rng.standard_normal((5, 4)).astype(npd),
+              "sc": np.array([1, 1, 2, 2], np.float32), "lo": np.array(0.2, npd),
+              "hi": np.array(0.8, npd)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Sigmoid", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Resize", ["a", "", "sc"], ["z"], mode="linear"),
+             helper.make_node("Clip", ["z", "lo", "hi"], ["cz"]),
+             helper.make_node("GlobalAveragePool", ["cz"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+             helper.make_node("Softmax", ["y"], ["s"])]
+    graph = helper.make_graph(
+        nodes, "mixed", [helper.make_tensor_value_info("x", dtype, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("s", dtype, None)],
+        [onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_float16_model_gradient_matches_float32():
+    x, seed = image((2, 3, 8, 8)), image((2, 5), 2)
+    want = analytic(mixed_model(onnx.TensorProto.FLOAT), {"x": x}, "s", ["x"], seed)["x"]
+    got = analytic(mixed_model(onnx.TensorProto.FLOAT16), {"x": x.astype(np.float16)}, "s", ["x"],
+                   seed.astype(np.float16))["x"]
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, want, atol=5e-3 * np.abs(want).max())
+    directional_check(mixed_model(onnx.TensorProto.FLOAT), {"x": x}, "s", "x")

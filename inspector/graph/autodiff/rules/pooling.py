@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
 from ..emitter import Emitter
 from ..registry import attribute, rule
@@ -16,11 +16,16 @@ def scatter_flat(em: Emitter, g: str, flat_index: str, x: str, offset: int = 0) 
     size = em.do("Reshape", em.do("Size", x), em.const([1]))
     if offset:
         size = em.do("Add", size, em.const([offset]))
-    zero = helper.make_tensor("zero", em.dtype(x), [1], [0])
+    # onnxruntime's ScatterElements(add) has float and double kernels only: accumulate in float.
+    wide = em.dtype(x) in (TensorProto.FLOAT, TensorProto.DOUBLE)
+    zero = helper.make_tensor("zero", em.dtype(x) if wide else TensorProto.FLOAT, [1], [0])
     buffer = em.do("ConstantOfShape", size, value=zero)
     flat = em.const([-1])
-    return em.do("ScatterElements", buffer, em.do("Reshape", flat_index, flat),
-                 em.do("Reshape", g, flat), axis=0, reduction="add")
+    values = em.do("Reshape", g, flat)
+    values = values if wide else em.do("Cast", values, to=TensorProto.FLOAT)
+    summed = em.do("ScatterElements", buffer, em.do("Reshape", flat_index, flat), values, axis=0,
+                   reduction="add")
+    return summed if wide else em.cast_like(summed, x)
 
 
 @rule("MaxPool")
