@@ -229,3 +229,11 @@ def test_extra_terms_may_come_as_json_dicts():
     assert cfg.terms == (Term("channel", "relu1_out", (3,), 0.5),)
     with pytest.raises(errors.InvalidArgument, match="each extra term needs kind"):
         MaximizeConfig(terms=({"layer": "relu1_out"},))
+
+
+def test_a_model_with_batch_fixed_to_one_still_optimizes_a_batch(cnn):
+    fixed = OrtModelAccess(small_cnn(batch_dim=1))
+    a = run(fixed, "relu3b_out", [1, 3, 4], steps=6)
+    b = run(cnn, "relu3b_out", [1, 3, 4], steps=6)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.inputs, b.inputs, rtol=1e-3, atol=1e-4)
