@@ -292,3 +292,18 @@ def test_float16_model_gradient_matches_float32():
     assert got.dtype == np.float16
     np.testing.assert_allclose(got, want, atol=5e-3 * np.abs(want).max())
     directional_check(mixed_model(onnx.TensorProto.FLOAT), {"x": x}, "s", "x")
+
+
+def test_several_wrt_in_one_model_match_separate_models():
+    model, x, seed = small_cnn(), image((2, 3, 32, 32)), image((2, 10), 4)
+    wrt = ["input", "pool1_out", "relu3a_out"]
+    together = analytic(model, {"input": x}, "logits", wrt, seed)
+    for w in wrt:
+        alone = analytic(model, {"input": x}, "logits", [w], seed)[w]
+        np.testing.assert_allclose(together[w], alone, rtol=1e-5, atol=1e-7)
+
+
+def test_blocking_ops_defaults_to_first_output_and_input():
+    model = model_with_cumsum()
+    assert blocking_ops(model) == blocking_ops(model, "out", ["input"])
+    assert blocking_ops(small_cnn()) == []
