@@ -41,6 +41,7 @@ class MaximizeConfig:
         def bad(name: str, why: str) -> None:
             raise errors.InvalidArgument(f"maximize config: {name} {why}", field=name)
 
+        _whole_numbers(self)
         if self.objective not in KINDS:
             bad("objective", f"must be one of {', '.join(KINDS)}, not '{self.objective}'")
         if self.parameterization not in ("fft", "pixel"):
@@ -60,6 +61,24 @@ class MaximizeConfig:
         for t in self.terms:
             if t.kind not in KINDS:
                 bad("terms", f"kind must be one of {', '.join(KINDS)}, not '{t.kind}'")
+
+
+_INTS = ("steps", "seed", "pad", "blur_every", "preview_every", "redirect_steps")
+
+
+def _whole_numbers(cfg: MaximizeConfig) -> None:
+    """JSON request parameters arrive as floats: accept 12.0 for 12, refuse 12.5."""
+    def whole(name: str, v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
+            raise errors.InvalidArgument(f"maximize config: {name} must be a whole number, not {v!r}",
+                                         field=name)
+        return int(v)
+
+    for name in _INTS:
+        object.__setattr__(cfg, name, whole(name, getattr(cfg, name)))
+    object.__setattr__(cfg, "jitter", tuple(whole("jitter", d) for d in cfg.jitter))
+    if cfg.position is not None:
+        object.__setattr__(cfg, "position", tuple(whole("position", v) for v in cfg.position))
 
 
 def _term(t: Term | dict) -> Term:

@@ -211,6 +211,10 @@ def test_user_mistakes_fail_before_the_first_step(cnn):
         MaximizeConfig(objective="dream")
     with pytest.raises(errors.InvalidArgument, match="steps"):
         MaximizeConfig(steps=0)
+    with pytest.raises(errors.InvalidArgument, match="pad must be a whole number"):
+        MaximizeConfig(pad=2.5)
+    cfg = MaximizeConfig(steps=12.0, jitter=[4.0, 2.0], position=[3.0, 1.0])  # JSON numbers
+    assert (cfg.steps, cfg.jitter, cfg.position) == (12, (4, 2), (3, 1))
 
 
 def test_class_objectives_read_the_logits_under_a_final_softmax():
