@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.methods.cam import BaseCAM, CamInput
-from inspector.methods.maps import first_component, kernel_first_component
+from inspector.methods.maps import first_component, kernel_first_component, unit_float
 
 
 class EigenCAM(BaseCAM):
@@ -37,4 +37,5 @@ class FEM(BaseCAM):
     def channel_weights(self, c: CamInput) -> np.ndarray:
         mean = c.act.mean(axis=(2, 3), keepdims=True)
         std = c.act.std(axis=(2, 3), keepdims=True)
-        return (c.act > mean + float(c.params["k"]) * std).mean(axis=(2, 3))
+        k = unit_float(c.params, "k", 0.0, 100.0)
+        return (c.act > mean + k * std).mean(axis=(2, 3))

@@ -64,8 +64,7 @@ class SmoothGrad(Method):
             eps = rng.standard_normal((i1 - i0, *run.x.shape[1:])).astype(np.float32)
             return run.x[r] + eps * sigma[r].reshape(shape).astype(np.float32), r
 
-        grads = run.input_gradients(len(rows), noisy, positive_int(params, "batch_size"))
-        mean = grads.reshape(len(run.x), samples, *run.x.shape[1:]).mean(axis=1)
+        mean = run.gradient_sum(len(rows), noisy, positive_int(params, "batch_size")) / samples
         return finish_input(run, self.name, mean, "absmax", params)
 
 

@@ -82,9 +82,8 @@ class IntegratedGradients(Method):
             r, a = rows[i0:i1], alphas[step[i0:i1]].reshape(shape).astype(np.float32)
             return base[r] + a * (run.x[r] - base[r]), r
 
-        grads = run.input_gradients(n * steps, path, positive_int(params, "batch_size"))
-        weighted = grads.reshape(n, steps, *run.x.shape[1:]) * weights.reshape(1, steps, *[1] * (run.x.ndim - 1))
-        attribution = (run.x - base) * weighted.sum(axis=1)
+        integral = run.gradient_sum(n * steps, path, positive_int(params, "batch_size"), weights[step])
+        attribution = (run.x - base) * integral
         rows0 = np.arange(n)
         at_base = run.scores(n, lambda i0, i1: (base[i0:i1], rows0[i0:i1]), max(1, n))
         delta = attribution.reshape(n, -1).sum(axis=1) - (run.score - at_base)

@@ -18,6 +18,8 @@ from inspector.methods.maps import positive_int, unit_float
 from inspector.methods.run import Run
 
 METRICS = ("deletion", "insertion", "road", "confidence", "pointing_game")
+ALIASES = {"confidence_drop": "confidence", "confidence_increase": "confidence", "confidence_change": "confidence",
+           "road_morf": "road", "road_lerf": "road"}
 DEFAULTS: dict[str, object] = {"steps": 20, "batch_size": 32, "blur_sigma": 5.0, "percentiles": (10, 30, 50, 70, 90),
                                "noise": 0.01, "seed": 0, "box": None, "tolerance": 0}
 
@@ -101,6 +103,7 @@ def _pointing(heat: np.ndarray, params: dict[str, object]) -> np.ndarray:
 def evaluate(access: ModelAccess, x: np.ndarray, explanation: Explanation, metrics: Sequence[str],
              target: Target | None = None, **params: object) -> dict[str, np.ndarray]:
     """The requested metrics, each an array with one value per image (curves [N, steps + 1])."""
+    metrics = [ALIASES.get(m, m) for m in metrics]
     unknown_m = [m for m in metrics if m not in METRICS]
     unknown_p = sorted(set(params) - set(DEFAULTS))
     if unknown_m or unknown_p:

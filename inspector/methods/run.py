@@ -86,16 +86,22 @@ class Run:
         return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
                                     list(wrt), policy=policy, fetch=list(fetch))
 
-    def input_gradients(self, count: int, images: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-                        batch_size: int, policy: str = "standard") -> np.ndarray:
-        """Input gradients of `count` inputs, computed `batch_size` at a time."""
+    def gradient_sum(self, count: int, images: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                     batch_size: int, weights: np.ndarray | None = None, policy: str = "standard") -> np.ndarray:
+        """Sum over `count` inputs of weights[i] * d(target)/d(input), per source image: [N, ...].
+
+        Memory stays at one batch plus the result, whatever the number of steps or samples.
+        """
         name = self.access.input_name
-        out = np.empty((count, *self.x.shape[1:]), np.float32)
+        total = np.zeros(self.x.shape, np.float64)
         for i0 in range(0, count, batch_size):
             self.access.check_cancelled()
             xs, rows = images(i0, min(count, i0 + batch_size))
-            out[i0:i0 + len(xs)] = self.gradients(xs, [name], rows, policy)[name]
-        return out
+            grads = np.asarray(self.gradients(xs, [name], rows, policy)[name], np.float64)
+            if weights is not None:
+                grads *= weights[i0:i0 + len(xs)].reshape((-1,) + (1,) * (grads.ndim - 1))
+            np.add.at(total, rows, grads)
+        return total.astype(np.float32)
 
     def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0) -> np.ndarray:
         """x[rows] * m + baseline * (1 - m) for spatial maps m [M, H, W] (broadcast over channels)."""

@@ -42,7 +42,10 @@ def _runner(run: Run, layer: str) -> Callable[[np.ndarray, np.ndarray], np.ndarr
         return lambda x, value: replacing(x, {layer: value}, [run.tensor])[run.tensor]
     import onnxruntime as ort
 
-    cache = _SESSIONS.setdefault(access, {})
+    try:
+        cache = _SESSIONS.setdefault(access, {})
+    except TypeError:  # an access that cannot be weakly referenced: no caching
+        cache = {}
     key = (layer, run.tensor)
     if key not in cache:
         opts = ort.SessionOptions()
