@@ -1,5 +1,5 @@
 """Build and run the gRPC server: the Inspector service, health checking and reflection,
-behind authentication, call observation and back-pressure interceptors (in that order)."""
+behind call observation, authentication and back-pressure interceptors (in that order)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     options = [("grpc.max_receive_message_length", config.max_request_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes + 64 * 1024),
                ("grpc.so_reuseport", 0)]
-    interceptors = ([AuthInterceptor(config.auth_tokens)] if config.auth_tokens else []) + [
-        ObservingInterceptor(metrics), LimitsInterceptor(gate, config.max_response_bytes,
-                                                         config.retry_after_s)]
+    interceptors = [ObservingInterceptor(metrics)] + (
+        [AuthInterceptor(config.auth_tokens)] if config.auth_tokens else []) + [
+        LimitsInterceptor(gate, config.max_response_bytes, config.retry_after_s)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
                          interceptors=interceptors, options=options, maximum_concurrent_rpcs=threads)
     pb_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector), server)
