@@ -307,3 +307,14 @@ def test_blocking_ops_defaults_to_first_output_and_input():
     model = model_with_cumsum()
     assert blocking_ops(model) == blocking_ops(model, "out", ["input"])
     assert blocking_ops(small_cnn()) == []
+
+
+def test_rule_refusing_a_node_shows_in_blocking_ops():
+    b = CNNBuilder((1, 3, 8, 8))
+    x = b.node("MaxPool", [b.input_name], name="colmajor", kernel_shape=[2, 2], strides=[2, 2],
+               storage_order=1)
+    b.channels[x] = 3
+    model = b.build(b.gap(x, name="g"), output_names=["out"])
+    assert blocking_ops(model) == [("MaxPool", "colmajor")]
+    with pytest.raises(NotDifferentiable, match="storage_order"):
+        build_gradient_model(model, "out", ["input"])

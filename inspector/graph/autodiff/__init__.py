@@ -51,14 +51,29 @@ def supported_ops() -> list[str]:
 
 def blocking_ops(model: onnx.ModelProto, start: str | None = None,
                  wrt: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """(op_type, node name) of each node on the differentiated path without a rule."""
+    """(op_type, node name) of each node on the differentiated path without a usable rule.
+
+    Nodes whose op has a rule but not for this node's attributes (say MaxPool with
+    storage_order=1) are found by building the gradient model, so empty means it builds.
+    """
     graph = model.graph
     start = start or graph.output[0].name
     inits = {t.name for t in graph.initializer}
     wrt = list(wrt) if wrt is not None else [
         next(i.name for i in graph.input if i.name not in inits)]
-    check_names(graph, start, wrt)
-    path = find_path(graph, start, wrt, tensor_types(model))
+    unruled = _unruled(model, start, wrt)
+    if unruled:
+        return unruled
+    try:
+        build_gradient_model(model, start, wrt)
+    except NotDifferentiable as exc:
+        return exc.blocking
+    return []
+
+
+def _unruled(model: onnx.ModelProto, start: str, wrt: Sequence[str]) -> list[tuple[str, str]]:
+    check_names(model.graph, start, wrt)
+    path = find_path(model.graph, start, wrt, tensor_types(model))
     return [(n.op_type, n.name or n.output[0]) for n in path.nodes if n.op_type not in RULES]
 
 
@@ -73,7 +88,7 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     for name in fetch:
         if name not in tensor_names(model.graph):
             raise InvalidArgument(f"The fetch tensor '{name}' is not in the model.", field="fetch")
-    blocking = blocking_ops(model, start, wrt)
+    blocking = _unruled(model, start, wrt)
     if blocking:
         raise NotDifferentiable(blocking)
     model = upgrade_opset(model)
@@ -87,18 +102,19 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     dims = None if dims is None else [d if isinstance(d, str) else None for d in dims]
     seed_info = helper.make_tensor_value_info(seed, em.dtype(start), dims)
     grads = _backward(path.nodes, start, seed, em)
-    outputs = []
-    gradient_outputs = {}
-    for w in wrt:
-        parts = grads.get(w) or []
-        src = (parts[0] if len(parts) == 1 else em.do("Sum", *parts)) if parts else \
-            em.zeros_like(w)
-        gradient_outputs[w] = _output_name(em, f"{w}_grad")
-        outputs.append((src, gradient_outputs[w], w))
+    gradient_outputs = {w: _output_name(em, f"{w}_grad") for w in wrt}
     fetch_outputs = {f: _output_name(em, f"{f}_value") for f in dict.fromkeys(fetch)}
+    outputs = [(_total(em, grads.get(w), w), gradient_outputs[w], w) for w in wrt]
     outputs += [(f, out, f) for f, out in fetch_outputs.items()]
     result = assemble(model, em, seed_info, outputs)
     return GradientModel(result, seed, gradient_outputs, fetch_outputs)
+
+
+def _total(em: Emitter, parts: list[str] | None, like: str) -> str:
+    """The sum of a tensor's gradient contributions; zeros when nothing reached it."""
+    if not parts:
+        return em.zeros_like(like)
+    return parts[0] if len(parts) == 1 else em.do("Sum", *parts)
 
 
 def _output_name(em: Emitter, wanted: str) -> str:
