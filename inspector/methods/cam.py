@@ -13,7 +13,7 @@ from inspector.access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers, default_layer
-from inspector.methods.maps import first_component, scale_maps, upsample
+from inspector.methods.maps import first_component, flag, scale_maps, upsample
 from inspector.methods.run import Run
 
 AUGMENTATIONS = [(flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1)]
@@ -77,7 +77,7 @@ class BaseCAM(Method):
         return maps
 
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
-        params = {**params, "aug_smooth": bool(params["aug_smooth"]), "eigen_smooth": bool(params["eigen_smooth"])}
+        params = {**params, "aug_smooth": flag(params, "aug_smooth"), "eigen_smooth": flag(params, "eigen_smooth")}
         maps = self.layer_maps(run, run.x, layers, params, run.outputs)
         heat = self.combine(maps, run.size)
         if params["aug_smooth"]:

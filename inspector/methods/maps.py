@@ -102,3 +102,11 @@ def unit_float(params: dict[str, object], name: str, low: float = 0.0, high: flo
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not low <= value <= high:
         raise InvalidArgument(f"parameter {name} must be a number in [{low}, {high}]; got {value!r}", field=name)
     return float(value)
+
+
+def flag(params: dict[str, object], name: str) -> bool:
+    """params[name] as a bool (also 0/1), or an InvalidArgument naming it ("false" is not False)."""
+    value = params[name]
+    if isinstance(value, bool | np.bool_) or value in (0, 1):
+        return bool(value)
+    raise InvalidArgument(f"parameter {name} must be true or false; got {value!r}", field=name)

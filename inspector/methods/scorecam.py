@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.methods.cam import BaseCAM, CamInput
-from inspector.methods.maps import positive_int, scale_maps, upsample
+from inspector.methods.maps import flag, positive_int, scale_maps, upsample
 from inspector.methods.tail import tail_scores
 
 PERTURBATION_DEFAULTS = {**BaseCAM.defaults, "batch_size": 32}
@@ -79,7 +79,7 @@ class ReciproCAM(BaseCAM):
         n, _, h, w = c.act.shape
         rows = np.repeat(c.rows, h * w)
         spots = np.tile(np.arange(h * w), n)
-        kernel = GAUSS3 if c.params["smooth"] else np.pad(np.ones((1, 1), np.float32), 1)
+        kernel = GAUSS3 if flag(c.params, "smooth") else np.pad(np.ones((1, 1), np.float32), 1)
 
         def kept(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
             masks = np.zeros((i1 - i0, h + 2, w + 2), np.float32)

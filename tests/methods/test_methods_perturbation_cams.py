@@ -109,3 +109,31 @@ def test_perturbation_loops_stop_when_cancelled(cnn, name):
     model, _, x, *_ = cnn
     with pytest.raises(Cancelled):
         get_method(name).explain(Cancelling(model, after=2), x, Target(), batch_size=2)
+
+
+class Recording(OrtModelAccess):
+    """A real access that records the batch size of every model call."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.sizes = []
+
+    def forward(self, x, fetch=()):
+        self.sizes.append(len(x))
+        return super().forward(x, fetch)
+
+    def backward(self, x, start, seed, wrt, policy="standard", fetch=()):
+        self.sizes.append(len(x))
+        return super().backward(x, start, seed, wrt, policy, fetch)
+
+
+@pytest.mark.parametrize("name, params, calls", [
+    ("scorecam", {}, 2 * 16 / 5), ("occlusion", {"window": 8, "stride": 8}, 2 * 16 / 5),
+    ("rise", {"masks": 10}, 2 * 10 / 5), ("integrated_gradients", {"steps": 10}, 2 * 10 / 5),
+    ("smoothgrad", {"samples": 10}, 2 * 10 / 5)])
+def test_model_calls_are_batched(cnn, name, params, calls):
+    model, _, x, *_ = cnn
+    access = Recording(model)
+    get_method(name).explain(access, x, Target(), batch_size=5, **params)
+    assert max(access.sizes) <= 5
+    assert sum(s == 5 for s in access.sizes) >= int(calls) - 1  # full batches, not one call per input

@@ -106,3 +106,16 @@ def test_default_layer_without_spatial_tensor_is_an_error():
                                    [onnx.helper.make_tensor_value_info("y", 1, [1, 4])])
     with pytest.raises(InvalidArgument, match="name the layer"):
         default_layer(onnx.helper.make_model(graph))
+
+
+@pytest.mark.parametrize("name, params, field", [
+    ("gradcam", {"aug_smooth": "false"}, "aug_smooth"), ("fem", {"k": "2"}, "k"),
+    ("kpcacam", {"kernel": "cosine"}, "kernel"), ("integrated_gradients", {"method": "simpson"}, "method"),
+    ("integrated_gradients", {"baseline": "noise"}, "baseline"), ("occlusion", {"window": 40}, "window"),
+    ("rise", {"probability": 1.5}, "probability"), ("smoothgrad", {"samples": 2.5}, "samples"),
+    ("attention_rollout", {"head_fusion": "sum"}, "layers")])
+def test_bad_parameter_values_name_the_parameter(name, params, field):
+    access = OrtModelAccess(patch_model())
+    with pytest.raises(InvalidArgument) as err:
+        get_method(name).explain(access, patch_image(), Target(), **params)
+    assert err.value.field == field, err.value.message
