@@ -81,7 +81,8 @@ class BaseCAM(Method):
         maps = self.layer_maps(run, run.x, layers, params, run.outputs)
         heat = self.combine(maps, run.size)
         if params["aug_smooth"]:
-            heat = scale_maps(np.mean([self.augmented(run, layers, params, f, k) for f, k in AUGMENTATIONS], axis=0))
+            heat = scale_maps(np.mean([heat if (f, k) == (False, 1.0) else self.augmented(run, layers, params, f, k)
+                                       for f, k in AUGMENTATIONS], axis=0))
         extras = {f"channel_attention/{t}": run.outputs[t].reshape(len(run.x), -1)
                   for t in run.outputs if t not in layers and t != run.tensor
                   and t not in run.access.output_names}
