@@ -68,26 +68,27 @@ class _Channels:
         """Fold one [N, C, ...] batch in."""
         n, c = x.shape[0], x.shape[1]
         per_image = np.moveaxis(x.reshape(n, c, -1), 1, 0)  # [C, N, M]
-        self.active += (per_image != 0).any(axis=2).sum(axis=1)
-        v = per_image.reshape(c, -1).astype(np.float64)
+        self.active += np.count_nonzero((per_image != 0).any(axis=2), axis=1)
+        v = per_image.reshape(c, -1).astype(np.float64)  # a fresh [C, K] copy, changed in place below
         finite = np.isfinite(v)
-        if finite.all():
-            kept, counts = v, np.full(c, v.shape[1], np.int64)
-            lo, hi = v.min(axis=1, initial=np.inf), v.max(axis=1, initial=-np.inf)
-        else:
-            kept, counts = np.where(finite, v, 0.0), finite.sum(axis=1)
-            self.nonfinite += (~finite).sum(axis=1)
-            lo = np.where(finite, v, np.inf).min(axis=1, initial=np.inf)
-            hi = np.where(finite, v, -np.inf).max(axis=1, initial=-np.inf)
-        mean = kept.sum(axis=1) / np.maximum(counts, 1)
-        centred = np.where(finite, v - mean[:, None], 0.0)
-        self.combine(counts, mean, (centred * centred).sum(axis=1))
-        self.min, self.max = np.minimum(self.min, lo), np.maximum(self.max, hi)
-        self.zeros += (v == 0).sum(axis=1)
+        everything = bool(finite.all())
+        if not everything:
+            self.nonfinite += np.count_nonzero(~finite, axis=1)
+            v[~finite] = np.nan
+        counts = np.count_nonzero(finite, axis=1)
+        self.min = np.fmin(self.min, np.fmin.reduce(v, axis=1, initial=np.inf))
+        self.max = np.fmax(self.max, np.fmax.reduce(v, axis=1, initial=-np.inf))
+        self.zeros += np.count_nonzero(v == 0, axis=1)
         if bounds is not None:
-            self.saturated += (finite & ((v <= bounds[0]) | (v >= bounds[1]))).sum(axis=1)
-        rows = np.broadcast_to(np.arange(c)[:, None], v.shape)
-        sketch.add_counts(self.hist, rows[finite], v[finite])
+            self.saturated += np.count_nonzero((v <= bounds[0]) | (v >= bounds[1]), axis=1)
+        sketch.add_counts(self.hist, v.astype(np.float32), None if everything else finite)
+        if not everything:
+            v[~finite] = 0.0
+        mean = v.sum(axis=1) / np.maximum(counts, 1)
+        v -= mean[:, None]
+        if not everything:
+            v[~finite] = 0.0
+        self.combine(counts, mean, np.einsum("ij,ij->i", v, v))
 
     def merge(self, other: _Channels) -> None:
         self.combine(other.count, other.mean, other.m2)

@@ -122,3 +122,16 @@ def test_bad_batches_fail_with_a_sentence():
     other = ActivationAggregator({"a": ("Relu", ["N", 2, 3])})
     with pytest.raises(InvalidArgument, match="different tensors"):
         agg.merge(other)
+
+
+def test_sketch_bins_hold_every_magnitude_within_the_documented_error():
+    rng = np.random.default_rng(3)
+    v = (rng.standard_normal(200_000) * np.exp2(rng.uniform(-24, 24, 200_000))).astype(np.float32)
+    v = np.r_[v, 0.0, -0.0, 2.0 ** sketch.MIN_EXP, -(2.0 ** sketch.MIN_EXP)].astype(np.float32)
+    read = sketch.bin_values()[sketch.bin_index(v)].astype(np.float64)
+    inside = (np.abs(v) >= 2.0 ** sketch.MIN_EXP) & (np.abs(v) < 2.0 ** sketch.MAX_EXP)
+    assert np.all(np.abs(read - v)[inside] <= sketch.RELATIVE_ERROR * np.abs(v[inside]) * (1 + 1e-12))
+    assert np.all(np.sign(read[inside]) == np.sign(v[inside]))
+    assert np.all(read[np.abs(v) < 2.0 ** sketch.MIN_EXP] == 0)
+    top = np.abs(v) >= 2.0 ** sketch.MAX_EXP  # clamped into the outermost bins, sign kept
+    assert np.all(np.abs(read[top]) > 2.0 ** (sketch.MAX_EXP - 1)) and np.all(np.sign(read[top]) == np.sign(v[top]))
