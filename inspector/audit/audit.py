@@ -94,14 +94,17 @@ class AuditRun:
             missing = [n for n in [*self.tensors, self.scores] if n not in outputs]
             if missing:
                 raise InvalidArgument(f"The forward pass did not return {missing[0]!r}.", field="layers")
-            n = batch_size if batch_size is not None else np.shape(outputs[self.scores])[0]
+            size = batch_size if batch_size is not None else np.shape(outputs[self.scores])[0]
             if not self.explicit:
-                maps = [t for t in self.tensors if np.ndim(outputs[t]) >= 2 and np.shape(outputs[t])[0] == n]
+                maps = [t for t in self.tensors if np.ndim(outputs[t]) >= 2 and np.shape(outputs[t])[0] == size]
                 self.skipped.update({t: list(np.shape(outputs[t])) for t in self.tensors if t not in maps})
+                if not maps:
+                    raise InvalidArgument("None of the model's Conv/Relu/Clip/Add/Sigmoid outputs is a "
+                                          "per-image [N, C, ...] map; name the tensors to audit.", field="layers")
                 self.tensors = maps
             ops = tensor_op_types(self.model)
             self.aggregator = ActivationAggregator(
-                {n: (ops[n], ["N", *np.shape(outputs[n])[1:]]) for n in self.tensors}, self.bounds)
+                {t: (ops[t], ["N", *np.shape(outputs[t])[1:]]) for t in self.tensors}, self.bounds)
             self.classifier = _is_class_scores(np.shape(outputs[self.scores]))
         if labels is not None and not self.classifier:
             raise InvalidArgument(f"Labels were given, but the model output {self.scores!r} is not "

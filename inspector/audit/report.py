@@ -97,11 +97,17 @@ def _behaviour(behaviour: Mapping | None) -> str:
 def render_html(audit: Mapping, images: Mapping[str, bytes] | None = None) -> str:
     """The report page: summary, plots, extra images, then tables of everything flagged."""
     figures = [("Activation ranges", plots.activation_ranges(audit["layers"])),
-               ("Flagged channels", plots.flag_counts(audit["layers"])),
+               ("Flagged channels per layer", plots.flag_counts(audit["layers"])),
                ("Weight norms", plots.weight_norms(audit["weights"]))]
-    summary = html.escape(json.dumps(audit.get("summary", {}), indent=1))
+    findings = [[group.replace("_", " "), flag, count]
+                for group, counts in audit.get("summary", {}).items() for flag, count in counts.items()]
+    limits = ", ".join(f"{k} {v:g}" for k, v in (audit.get("thresholds") or {}).items())
+    skipped = ", ".join(audit.get("skipped_tensors") or {})
     body = (f"<h1>Audit of {html.escape(str(audit['model']))}</h1><p>{audit['images']} images, "
-            f"{len(audit['layers'])} tensors, {len(audit['weights'])} weight tensors.</p><pre>{summary}</pre>"
+            f"{len(audit['layers'])} tensors, {len(audit['weights'])} weight tensors. "
+            f"Thresholds: {html.escape(limits)}.</p>"
+            + (f"<p>Not per-image maps, left out: {html.escape(skipped)}.</p>" if skipped else "")
+            + _table("Findings", ["what", "flag", "count"], findings)
             + "".join(f'<h2>{t}</h2><img src="{_uri(png)}" alt="{t}">' for t, png in figures)
             + _gallery(images or {}) + _behaviour(audit.get("behaviour")) + _tables(audit))
     return (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>Audit: {html.escape(str(audit['model']))}"
