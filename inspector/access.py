@@ -39,5 +39,10 @@ class ModelAccess(Protocol):
         without a gradient rule when the model cannot be differentiated.
         """
 
+    def forward_replacing(self, x: np.ndarray, values: dict[str, np.ndarray],
+                          fetch: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run with the tensors named in `values` replaced by those arrays (the network from a
+        layer on, as Ablation-CAM needs); return the tensors in `fetch`."""
+
     def check_cancelled(self) -> None:
         """Raise errors.Cancelled if the caller has gone away; long loops call it each step."""

@@ -94,6 +94,20 @@ class OrtModelAccess:
         values = self._run(session, {self.input_name: x}, list(dict.fromkeys(wanted.values())))
         return {n: values[o] for n, o in wanted.items()}
 
+    def forward_replacing(self, x: np.ndarray, values: dict[str, np.ndarray],
+                          fetch: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run with the tensors in `values` replaced by the given arrays; return `fetch`."""
+        from inspector.graph.replace import with_tensors_as_inputs
+
+        names, fetch = tuple(values), tuple(fetch)
+        session = self._sessions.get(
+            (*self._key, "replace", names, fetch),
+            lambda: with_tensors_as_inputs(self._model, names, fetch), self._providers)
+        feeds = {n: np.ascontiguousarray(v) for n, v in values.items()}
+        if self.input_name in session.input_names:
+            feeds[self.input_name] = x
+        return self._run(session, feeds, list(fetch))
+
     def gradient_model(self, start: str, wrt: Sequence[str], policy: str = "standard",
                        fetch: Sequence[str] = ()):
         """The cached GradientModel for (start, wrt, policy, fetch)."""
@@ -108,14 +122,31 @@ class OrtModelAccess:
                 self._gradients[key] = gm
         return key, gm
 
+    def backward_top1(self, x: np.ndarray, start: str, wrt: Sequence[str], policy: str = "standard",
+                      fetch: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """backward() seeded by each image's top-1 class of `start` [N, K], in one run.
+
+        Returns (gradients by wrt name, forward values of `start` and the fetched tensors).
+        """
+        from inspector.graph.seeding import seed_from_top1
+
+        fetch = list(dict.fromkeys([*fetch, start]))
+        key, gm = self.gradient_model(start, wrt, policy, fetch)
+        session = self._sessions.get((*self._key, "grad-top1", *key),
+                                     lambda: seed_from_top1(gm, start).model, self._providers)
+        return self._run_gradient(session, gm, {self.input_name: x})
+
+    def _run_gradient(self, session: Session, gm, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
+        """(gradients by wrt name, fetched forward values by name) of one run."""
+        names = list(dict.fromkeys([*gm.gradient_outputs.values(), *gm.fetch_outputs.values()]))
+        values = self._run(session, feeds, names)
+        return ({w: values[o] for w, o in gm.gradient_outputs.items()},
+                {n: values[o] for n, o in gm.fetch_outputs.items()})
+
     def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
                  policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
         key, gm = self.gradient_model(start, wrt, policy, fetch)
         session = self._sessions.get((*self._key, "grad", *key), lambda: gm.model, self._providers)
-        wanted = {**{f"fetch:{n}": o for n, o in gm.fetch_outputs.items()},
-                  **{f"grad:{w}": o for w, o in gm.gradient_outputs.items()}}
         feeds = {self.input_name: x, gm.seed_input: np.ascontiguousarray(seed, np.float32)}
-        values = self._run(session, feeds, list(dict.fromkeys(wanted.values())))
-        out = {k.split(":", 1)[1]: values[o] for k, o in wanted.items() if k.startswith("fetch:")}
-        out.update({k.split(":", 1)[1]: values[o] for k, o in wanted.items() if k.startswith("grad:")})
-        return out
+        grads, fetched = self._run_gradient(session, gm, feeds)
+        return {**fetched, **grads}  # a name both fetched and differentiated means its gradient
