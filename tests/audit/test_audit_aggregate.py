@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 from conftest import IMAGES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inspector.audit import ActivationAggregator, default_audit_tensors, saturation_bounds, sketch
 from inspector.audit.tensors import tensor_op_types
@@ -135,3 +137,26 @@ def test_sketch_bins_hold_every_magnitude_within_the_documented_error():
     assert np.all(read[np.abs(v) < 2.0 ** sketch.MIN_EXP] == 0)
     top = np.abs(v) >= 2.0 ** sketch.MAX_EXP  # clamped into the outermost bins, sign kept
     assert np.all(np.abs(read[top]) > 2.0 ** (sketch.MAX_EXP - 1)) and np.all(np.sign(read[top]) == np.sign(v[top]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.integers(1, 11), max_size=4, unique=True), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([1e-3, 1.0, 1e4]), offset=st.sampled_from([0.0, 5.0, -1e3]))
+def test_any_split_merges_to_numpy(cuts, seed, scale, offset):
+    """Property: whatever the batch cuts and partial aggregates, the merged result equals numpy."""
+    x = (np.random.default_rng(seed).standard_normal((12, 3, 5)) * scale + offset).astype(np.float32)
+    x[x < offset] = 0.0  # plenty of exact zeros
+    edges = [0, *sorted(cuts), 12]
+    total = ActivationAggregator({"t": ("Relu", ["N", 3, 5])}, {"t": (0.0, offset + scale)})
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        part = ActivationAggregator({"t": ("Relu", ["N", 3, 5])}, {"t": (0.0, offset + scale)})
+        part.update({"t": x[a:b]})
+        total.merge(ActivationAggregator.from_dict(json.loads(json.dumps(part.to_dict()))))
+    s, v = total.result()["t"], _per_channel(x)
+    np.testing.assert_allclose(s.mean, v.mean(axis=1), rtol=1e-12, atol=1e-12 * scale)
+    np.testing.assert_allclose(s.std, v.std(axis=1), rtol=1e-6, atol=1e-9 * scale)
+    np.testing.assert_array_equal(s.min, v.min(axis=1))
+    np.testing.assert_array_equal(s.max, v.max(axis=1))
+    np.testing.assert_array_equal(s.zero_fraction, (v == 0).mean(axis=1))
+    np.testing.assert_array_equal(s.saturation_fraction, ((v <= 0) | (v >= offset + scale)).mean(axis=1))
+    assert total.images == 12

@@ -6,9 +6,11 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import pytest
 from conftest import OrtAccess, real_model
 
 from inspector.audit import audit_model, default_audit_tensors, saturation_bounds, write_report
+from inspector.errors import InvalidArgument
 
 PPOCR_CLS = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
 YOLO = "nudenet/320n.onnx"
@@ -59,3 +61,10 @@ def test_yolo_detector_sigmoid_bounds():
     images = np.random.default_rng(1).random((2, 3, 320, 320), dtype=np.float32)
     audit = _check_against_plain_run(model, images, batch=1)
     assert audit["behaviour"] is None  # detections, not class scores
+
+
+def test_labels_for_a_detector_are_refused():
+    model = onnx.load(str(real_model(YOLO)))
+    images = np.zeros((1, 3, 320, 320), np.float32)
+    with pytest.raises(InvalidArgument, match="not \\[N, classes\\]"):
+        audit_model(OrtAccess(model), [(images, np.array([1]))])
