@@ -23,11 +23,10 @@ def _jsonable(value):
 
 def explain(loaded, prepared, method: str, target, layers: Sequence[str] | None, params: dict,
             *, overlay: bool = True, cmap: str = "jet", alpha: float = 0.5) -> Result:
+    from inspector.graph.select import resolve_tensors
     from inspector.imaging.render import render_overlay
     from inspector.methods import get_method
     from inspector.methods.base import Target
-
-    from inspector.graph.select import resolve_tensors
 
     impl = get_method(method or "gradcam")
     tensors = resolve_tensors(loaded.model, list(layers)) if layers else None  # node names too

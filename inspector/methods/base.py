@@ -99,6 +99,12 @@ def _region(target: Target, shape: tuple[int, ...]) -> np.ndarray:
     return region
 
 
+def is_default(target: Target) -> bool:
+    """No index, classes, region or seed given: each image's top-1 class."""
+    return (target.index is None and not target.classes and target.channel is None and target.box is None
+            and target.mask is None and target.seed is None)
+
+
 def make_seed(target: Target, value: np.ndarray) -> np.ndarray:
     """The seed d(score)/d(value) for the batch: one row per image, same shape as `value`."""
     value = np.asarray(value)
@@ -183,11 +189,18 @@ class Method(ABC):
         """Explain `target` on the image batch `x` (NCHW, or NHWC with 1 or 3 channels)."""
         from inspector.methods.run import Run
 
+        score_after = bool(params.pop("score_after", True))
         p = self.parameters(params)
         chosen = self.layers_for(access, list(layers) if layers else [])
         run = Run.start(access, x, target if target is not None else Target(),
-                        fetch=self.fetch_for(access, chosen))
+                        fetch=self.fetch_for(access, chosen), wrt=self.gradients_for(access, chosen),
+                        score_after=score_after)
         return self.compute(run, chosen, p)
+
+    def gradients_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        """Tensors whose standard-policy gradient on the original batch compute() will ask for;
+        with a default target they come out of the first run itself (top-1 seeded in the graph)."""
+        return []
 
     def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
         """The layers this method will use (CAMs fill in the default layer)."""

@@ -46,6 +46,9 @@ class BaseCAM(Method):
 
         return [*layers, *squeeze_excitation_gates(access.graph)]
 
+    def gradients_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        return list(layers) if self.uses_gradients else []
+
     def channel_weights(self, c: CamInput) -> np.ndarray:
         """[N, C] weights of the layer's channels (Grad-CAM: mean gradient)."""
         raise NotImplementedError

@@ -30,6 +30,9 @@ class Saliency(Method):
     uses_gradients = True
     doc = "|d target / d input|, max over channels (Simonyan et al., ICLR-W 2014, arXiv:1312.6034)."
 
+    def gradients_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+        return [access.input_name]
+
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
         return finish_input(run, self.name, input_gradient(run), "absmax", params)
 

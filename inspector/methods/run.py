@@ -13,7 +13,7 @@ import numpy as np
 
 from inspector.access import ModelAccess
 from inspector.errors import InvalidArgument
-from inspector.methods.base import Explanation, Target, describe_targets, make_seed
+from inspector.methods.base import Explanation, Target, describe_targets, is_default, make_seed
 
 
 def image_layout(x: np.ndarray) -> str:
@@ -34,6 +34,14 @@ def check_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def output_rank(access: ModelAccess, tensor: str) -> int | None:
+    """The declared rank of a graph output, None for other tensors or unknown shapes."""
+    for out in access.graph.graph.output:
+        if out.name == tensor and out.type.tensor_type.HasField("shape"):
+            return len(out.type.tensor_type.shape.dim)
+    return None
+
+
 @dataclass
 class Run:
     """A started explanation: first forward done, target seed and score known."""
@@ -46,13 +54,23 @@ class Run:
     outputs: dict[str, np.ndarray]
     seed: np.ndarray
     score: np.ndarray
+    score_after: bool = True
+    first_gradients: dict[str, np.ndarray] | None = None  # standard-policy gradients on x itself
 
     @classmethod
-    def start(cls, access: ModelAccess, x: np.ndarray, target: Target, fetch: Sequence[str] = ()) -> Run:
+    def start(cls, access: ModelAccess, x: np.ndarray, target: Target, fetch: Sequence[str] = (),
+              wrt: Sequence[str] = (), score_after: bool = True) -> Run:
+        """The first pass. With a default (top-1) target on [N, K] logits and `wrt` given, one
+        forward+backward run yields the outputs, the seed and the gradients together."""
         x = check_images(x)
         tensor = target.tensor or access.output_names[0]
-        run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0))
-        run.outputs = run.forward(x, fetch)
+        run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0), score_after)
+        if wrt and is_default(target) and output_rank(access, tensor) == 2 and hasattr(access, "backward_top1"):
+            grads, fetched = access.backward_top1(np.ascontiguousarray(x), tensor, list(wrt),
+                                                  fetch=list(dict.fromkeys([*fetch, *access.output_names])))
+            run.outputs, run.first_gradients = fetched, grads
+        if not run.outputs:
+            run.outputs = run.forward(x, fetch)
         value = run.outputs[tensor]
         run.seed = make_seed(target, value)
         run.score = (run.seed * value).reshape(len(x), -1).sum(axis=1)
@@ -82,6 +100,11 @@ class Run:
     def gradients(self, x: np.ndarray, wrt: Sequence[str], rows: np.ndarray | None = None,
                   policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """d(target)/d(wrt) on `x`, whose image i uses the seed of source image rows[i]."""
+        cached = self.first_gradients
+        if (cached is not None and x is self.x and policy == "standard" and not fetch
+                and all(w in cached for w in wrt)
+                and (rows is None or np.array_equal(rows, np.arange(len(self.x))))):
+            return {w: cached[w] for w in wrt}
         seed = self.seed if rows is None else self.seed[rows]
         return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
                                     list(wrt), policy=policy, fetch=list(fetch))
@@ -124,12 +147,14 @@ class Run:
         """Package the result; score_after is the target score on x * heatmap."""
         heatmap = np.nan_to_num(np.asarray(heatmap, np.float32)).clip(0.0, 1.0)
         rows = np.arange(len(self.x))
-        after = self.scores(len(rows), lambda i0, i1: (self.blend(heatmap[i0:i1], rows[i0:i1]), rows[i0:i1]),
-                            batch_size=max(1, len(rows)))
+        after = None
+        if self.score_after:  # one more forward pass; Explain(score_after=False) skips it
+            after = self.scores(len(rows), lambda i0, i1: (self.blend(heatmap[i0:i1], rows[i0:i1]), rows[i0:i1]),
+                                batch_size=max(1, len(rows))).astype(np.float32)
         return Explanation(
             method=method, heatmap=heatmap,
             layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),
             attribution=None if attribution is None else np.asarray(attribution, np.float32),
             layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor),
-            score=self.score.astype(np.float32), score_after=after.astype(np.float32),
+            score=self.score.astype(np.float32), score_after=after,
             params=dict(params), extras=dict(extras or {}))

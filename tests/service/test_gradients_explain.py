@@ -174,3 +174,17 @@ def test_images_are_preprocessed_by_the_stored_spec(client, server, models):
     x = x.transpose(2, 0, 1)[None]
     out = client.infer("grad-cnn", buf.getvalue())["logits"]
     np.testing.assert_allclose(out, f(x), rtol=1e-4, atol=1e-4)
+
+
+def test_default_target_single_run_equals_explicit_top1(client, models):
+    _, f = models
+    x = np.random.default_rng(8).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    tops = f(x).argmax(axis=1)
+    for method in ("gradcam", "saliency"):
+        default = client.explain("grad-cnn", x, method=method)  # top-1 seeded inside the graph
+        for i, k in enumerate(tops):
+            explicit = client.explain("grad-cnn", x[i:i + 1], method=method, target=int(k))
+            np.testing.assert_allclose(default.heatmap[i], explicit.heatmap[0], atol=1e-6)
+            assert default.target[i] == f"logits[{k}]"
+    quick = client.explain("grad-cnn", x, method="gradcam", score_after=False)
+    assert quick.score_after is None and len(quick.score) == 2
