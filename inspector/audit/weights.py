@@ -50,14 +50,13 @@ def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[str, str, np.ndarr
 
 
 def _nearest_cosine(rows: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each filter, the most similar other filter of the layer and their cosine (-inf if none)."""
+    """For each filter, the most similar other filter of the layer and their cosine (-inf for zero filters)."""
     unit = np.where(norms[:, None] > 0, rows / np.where(norms > 0, norms, 1)[:, None], 0).astype(np.float32)
     best, index = np.full(len(rows), -np.inf), np.full(len(rows), -1)
     for start in range(0, len(rows), _BLOCK):
         sims = unit[start:start + _BLOCK] @ unit.T
         block = np.arange(start, min(start + _BLOCK, len(rows)))
         sims[block - start, block] = -np.inf
-        sims[:, norms == 0] = -np.inf
         index[block], best[block] = sims.argmax(axis=1), sims.max(axis=1, initial=-np.inf)
     best[norms == 0] = -np.inf
     return best, index
