@@ -126,3 +126,15 @@ def test_same_tensor_twice_accumulates():
     seed = data((2, 5), 11)
     np.testing.assert_allclose(analytic(model, {"x": x}, "y", ["x"], seed)["x"], 2 * x * seed,
                                rtol=1e-6)
+
+
+def test_saturated_sigmoid_and_tanh_keep_their_small_slopes():
+    """float32 y*(1-y) and 1-y^2 are exactly 0 once y rounds to 1; the true slopes are not."""
+    x = np.array([12.0, 17.0, 20.0, -20.0, 9.0, -10.0], np.float32)
+    seed = np.ones_like(x)
+    x64 = x.astype(np.float64)
+    sig = 1 / (1 + np.exp(-x64))
+    got = analytic(single_op("Sigmoid", {"x": x}), {"x": x}, "y", ["x"], seed)["x"]
+    np.testing.assert_allclose(got, sig * (1 - sig), rtol=1e-4)
+    got = analytic(single_op("Tanh", {"x": x}), {"x": x}, "y", ["x"], seed)["x"]
+    np.testing.assert_allclose(got, 1 / np.cosh(x64) ** 2, rtol=1e-4)

@@ -56,17 +56,25 @@ def elu(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str 
     return [em.do("Where", _positive(em, x), pos, neg)]
 
 
+def _bell(em: Emitter, x: str, scale: float) -> str:
+    """t/(1+t)^2 with t = exp(-scale*|x|): sigmoid'(scale*x), accurate in both tails."""
+    t = em.do("Exp", em.do("Mul", em.do("Abs", x), em.scalar(-scale, x)))
+    one_plus = em.do("Add", t, em.scalar(1.0, x))
+    return em.do("Div", t, em.do("Mul", one_plus, one_plus))
+
+
 @rule("Sigmoid")
 def sigmoid(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
-    y = node.output[0]
-    slope = em.do("Mul", y, em.do("Sub", em.scalar(1.0, y), y))
-    return [em.do("Mul", grads[0], slope)]
+    """From x, not y*(1-y): onnxruntime's Sigmoid is only absolutely accurate (sigmoid(-20)
+    is 0) and 1-y cancels to 0 near 1, so slopes in the tails would vanish."""
+    return [em.do("Mul", grads[0], _bell(em, node.input[0], 1.0))]
 
 
 @rule("Tanh")
 def tanh(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
-    y = node.output[0]
-    return [em.do("Mul", grads[0], em.do("Sub", em.scalar(1.0, y), em.do("Mul", y, y)))]
+    """sech^2(x) = 4*sigmoid'(2x), free of the 1-y^2 cancellation at saturation."""
+    x = node.input[0]
+    return [em.do("Mul", grads[0], em.do("Mul", _bell(em, x, 2.0), em.scalar(4.0, x)))]
 
 
 @rule("HardSigmoid")
@@ -106,9 +114,14 @@ def clip(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str
     return [g if mask is None else em.where(mask, g, x)]
 
 
+def _logistic(em: Emitter, x: str) -> str:
+    """1/(1+exp(-x)): relatively accurate for negative x, unlike onnxruntime's Sigmoid."""
+    return em.do("Reciprocal", em.do("Add", em.scalar(1.0, x), em.do("Exp", em.do("Neg", x))))
+
+
 @rule("Softplus")
 def softplus(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
-    return [em.do("Mul", grads[0], em.do("Sigmoid", node.input[0]))]
+    return [em.do("Mul", grads[0], _logistic(em, node.input[0]))]
 
 
 @rule("Gelu")
@@ -153,7 +166,7 @@ def mish(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str
     x = node.input[0]
     t = em.do("Tanh", em.do("Softplus", x))
     sech2 = em.do("Sub", em.scalar(1.0, x), em.do("Mul", t, t))
-    slope = em.do("Add", t, em.do("Mul", x, em.do("Mul", sech2, em.do("Sigmoid", x))))
+    slope = em.do("Add", t, em.do("Mul", x, em.do("Mul", sech2, _logistic(em, x))))
     return [em.do("Mul", grads[0], slope)]
 
 
