@@ -61,7 +61,7 @@ def maximize(loaded, spec, layer: str, channels: Sequence[int], *, steps: int, o
             if p.image is not None:
                 previews = tuple(Item("preview", str(i), render_image(img), "image/png")
                                  for i, img in enumerate(p.image))
-            yield Progress(p.step, steps, tuple(float(v) for v in p.objective), previews=previews)
+            yield Progress(p.step + 1, steps, tuple(float(v) for v in p.objective), previews=previews)  # steps done
     except StopIteration as stop:
         m = stop.value
     result = Result(loaded.run_metadata(), info={
