@@ -192,6 +192,14 @@ class ActivationAggregator:
         if data.get("version") != 1 or data.get("sketch") != sketch.CONFIG:
             raise InvalidArgument("The saved partial audit was written by an incompatible version; "
                                   "start the audit again.")
+        try:
+            return cls._restore(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise InvalidArgument("The saved partial audit is incomplete or corrupt; start the audit "
+                                  f"again ({type(e).__name__}: {e}).") from e
+
+    @classmethod
+    def _restore(cls, data: Mapping) -> ActivationAggregator:
         tensors = data["tensors"]
         bounds = {}
         for name, t in tensors.items():
@@ -204,7 +212,9 @@ class ActivationAggregator:
             s = agg.state[name]
             for key in _ARRAYS:
                 fill = {"min": np.inf, "max": -np.inf}.get(key, np.nan)
-                values = [fill if v is None else v for v in t[key]]
-                setattr(s, key, np.asarray(values, dtype=getattr(s, key).dtype))
+                values = np.asarray([fill if v is None else v for v in t[key]], getattr(s, key).dtype)
+                if values.shape != s.count.shape:
+                    raise ValueError(f"{name}.{key} has {values.size} values for {s.count.size} channels")
+                setattr(s, key, values)
             s.hist.reshape(-1)[np.asarray(t["hist"]["index"], np.int64)] = t["hist"]["count"]
         return agg

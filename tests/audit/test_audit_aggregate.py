@@ -160,3 +160,17 @@ def test_any_split_merges_to_numpy(cuts, seed, scale, offset):
     np.testing.assert_array_equal(s.zero_fraction, (v == 0).mean(axis=1))
     np.testing.assert_array_equal(s.saturation_fraction, ((v <= 0) | (v >= offset + scale)).mean(axis=1))
     assert total.images == 12
+
+
+def test_corrupt_saved_state_fails_with_a_sentence(planted, planted_maps):
+    saved = _fed(planted, planted_maps, 0, 20).to_dict()
+    name = next(iter(saved["tensors"]))
+    truncated = json.loads(json.dumps(saved))
+    truncated["tensors"][name]["mean"].pop()
+    with pytest.raises(InvalidArgument, match="incomplete or corrupt"):
+        ActivationAggregator.from_dict(truncated)
+    del saved["tensors"][name]["hist"]
+    with pytest.raises(InvalidArgument, match="incomplete or corrupt"):
+        ActivationAggregator.from_dict(saved)
+    with pytest.raises(InvalidArgument, match="incompatible version"):
+        ActivationAggregator.from_dict({"version": 0})
