@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from autodiff_reference import analytic, cut_at, expose, objective, real_model, session
 from factory import CNNBuilder, resnet18_like, small_cnn
@@ -318,3 +319,21 @@ def test_rule_refusing_a_node_shows_in_blocking_ops():
     assert blocking_ops(model) == [("MaxPool", "colmajor")]
     with pytest.raises(NotDifferentiable, match="storage_order"):
         build_gradient_model(model, "out", ["input"])
+
+
+def test_gradients_agree_across_onnxruntime_optimization_levels():
+    """The lead may run gradient models at ORT_ENABLE_ALL; fusions must not change the result.
+    (The DBNet head's saturated sigmoid exposed slope formulas that depend on ORT's kernel.)"""
+    model = real_model(DET)
+    gm = build_gradient_model(model, model.graph.output[0].name, ["x"])
+    feeds = {"x": image((1, 3, 64, 96), 0), gm.seed_input: image((1, 1, 64, 96), 1)}
+    results = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        sess = ort.InferenceSession(gm.model.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        results.append(sess.run([gm.gradient_outputs["x"]], feeds)[0])
+    error = np.linalg.norm(results[0] - results[1]) / np.linalg.norm(results[0])
+    assert error < 1e-4, error
