@@ -31,6 +31,7 @@ def linear(model, feeds):
                "ax": np.array([0, 2], I64), "sp": np.array([1, -2], I64)}, {}),
     ("Slice", {"st": np.array([1], I64), "en": np.array([100], I64)}, {}),
     ("Gather", {"i": np.array([[0, 2], [2, -1]], I64)}, {"axis": 2}),
+    ("GatherND", {"i": np.array([[1, 2], [0, 0], [1, 2]], I64)}, {}),
     ("GatherElements", {"i": np.array([[[0], [3], [3]]] * 2, I64)}, {"axis": 2}),
     ("Pad", {"p": np.array([0, 1, 2, 1, 0, 3], I64), "v": np.float32(0.5)}, {}),
     ("Pad", {"p": np.array([0, 0, 2, 1, 0, 3], I64)}, {"mode": "reflect"}),

@@ -35,10 +35,10 @@ def _axis_matrix(node: onnx.NodeProto, em: Emitter, axis: int, size: str) -> str
     return out
 
 
-@rule("Resize", "Upsample")
+@rule("Resize")
 def resize(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     x = node.input[0]
-    if em.rank(x) != 4 or node.op_type == "Upsample":
+    if em.rank(x) != 4:
         raise NotImplementedError("only 4-D Resize (of the two last axes) is supported")
     if attribute(node, "coordinate_transformation_mode", "") == "tf_crop_and_resize":
         raise NotImplementedError("tf_crop_and_resize")
