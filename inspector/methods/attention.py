@@ -117,7 +117,7 @@ class AttentionRollout(Method):
     defaults = {"head_fusion": "mean", "grid": None}
     doc = "Product of head-averaged attention (+ identity) over layers (Abnar & Zuidema, ACL 2020)."
 
-    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+    def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
         chosen = check_layers(access.graph, layers) if layers else attention_probabilities(access.graph)
         if not chosen:
             raise InvalidArgument("the model has no attention blocks (MatMul -> Softmax -> MatMul); "

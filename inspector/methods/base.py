@@ -191,7 +191,7 @@ class Method(ABC):
 
         score_after = bool(params.pop("score_after", True))
         p = self.parameters(params)
-        chosen = self.layers_for(access, list(layers) if layers else [])
+        chosen = self.layers_for(access, list(layers) if layers else [], tuple(np.shape(x)))
         run = Run.start(access, x, target if target is not None else Target(),
                         fetch=self.fetch_for(access, chosen), wrt=self.gradients_for(access, chosen),
                         score_after=score_after)
@@ -202,7 +202,7 @@ class Method(ABC):
         with a default target they come out of the first run itself (top-1 seeded in the graph)."""
         return []
 
-    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
+    def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
         """The layers this method will use (CAMs fill in the default layer)."""
         return layers
 

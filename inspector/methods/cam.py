@@ -38,8 +38,8 @@ class BaseCAM(Method):
     uses_gradients = True
     defaults: dict[str, object] = {"aug_smooth": False, "eigen_smooth": False}
 
-    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
-        return check_layers(access.graph, layers) if layers else [default_layer(access.graph)]
+    def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
+        return check_layers(access.graph, layers) if layers else [default_layer(access.graph, input_shape or None)]
 
     def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
         from inspector.methods.attention import squeeze_excitation_gates

@@ -85,8 +85,8 @@ class GuidedGradCAM(Method):
     uses_gradients = True
     doc = "Guided backprop times the upsampled Grad-CAM map (Selvaraju et al., ICCV 2017)."
 
-    def layers_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
-        return check_layers(access.graph, layers) if layers else [default_layer(access.graph)]
+    def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
+        return check_layers(access.graph, layers) if layers else [default_layer(access.graph, input_shape or None)]
 
     def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
         return layers

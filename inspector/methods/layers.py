@@ -9,8 +9,12 @@ import onnx
 from inspector.errors import InvalidArgument
 
 
-def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
-    """Shapes of every tensor onnx shape inference can type (dims: int, symbol or None)."""
+def tensor_shapes(model: onnx.ModelProto, input_shape: Sequence[int] | None = None,
+                  ) -> dict[str, tuple[int | str | None, ...]]:
+    """Shapes of every tensor onnx shape inference can type (dims: int, symbol or None); with
+    `input_shape`, the first input's dims are fixed to it first, so dynamic models get real sizes."""
+    if input_shape is not None:
+        model = with_input_shape(model, input_shape)
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - inference is a best effort; fall back to declared shapes
@@ -23,6 +27,21 @@ def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, .
             shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                                    for d in t.shape.dim)
     return shapes
+
+
+def with_input_shape(model: onnx.ModelProto, shape: Sequence[int]) -> onnx.ModelProto:
+    """A copy whose first non-initializer input has the concrete `shape`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name for i in out.graph.initializer}
+    first = next(i for i in out.graph.input if i.name not in inits)
+    dims = first.type.tensor_type.shape.dim
+    if len(dims) == len(shape):
+        for d, size in zip(dims, shape, strict=True):
+            d.Clear()
+            d.dim_value = int(size)
+    del out.graph.value_info[:]  # stale symbolic shapes would win over the new ones
+    return out
 
 
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
@@ -40,7 +59,7 @@ def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
 
 
 def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str | None, ...] | None) -> bool:
-    """4-D, H and W > 1, not larger than the image and, for a dynamic image size, not fixed
+    """4-D, more than one position (H*W > 1), not larger than the image and, for a dynamic image size, not fixed
     (rules out reshaped heads such as YOLO's DFL, [N, 1, 4, anchors])."""
     if shape is None or len(shape) != 4:
         return False
@@ -53,12 +72,14 @@ def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str 
             return True
         if not isinstance(lim, int):
             return False  # a fixed size in a dynamic-size image is not a spatial map
-        return d > 1 and (lim <= 0 or d <= lim)
+        return d >= 1 and (lim <= 0 or d <= lim)
 
-    return all(fits(d, lim) for d, lim in zip(shape[2:], limits, strict=True))
+    sizes = [d for d in shape[2:] if isinstance(d, int)]
+    extent = len(sizes) < 2 or sizes[0] * sizes[1] > 1  # a 1x12 strip is still a map
+    return extent and all(fits(d, lim) for d, lim in zip(shape[2:], limits, strict=True))
 
 
-def default_layer(model: onnx.ModelProto) -> str:
+def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = None) -> str:
     """The last tensor with spatial extent (4-D, H and W > 1) on the way to the first output.
 
     That is the layer before the global pooling / flatten, as pytorch-grad-cam's usual choice
@@ -67,7 +88,7 @@ def default_layer(model: onnx.ModelProto) -> str:
     if not model.graph.output:
         raise InvalidArgument("the model has no outputs", field="layers")
     needed = ancestors(model, model.graph.output[0].name)
-    shapes = tensor_shapes(model)
+    shapes = tensor_shapes(model, input_shape)
     inits = {i.name for i in model.graph.initializer}
     image = next((shapes.get(i.name) for i in model.graph.input if i.name not in inits), None)
     chosen = None
