@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IMAGES
+from audit_models import IMAGES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

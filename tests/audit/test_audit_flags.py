@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from conftest import (
+from audit_models import (
     BRIGHT_IMAGE,
     EXPECTED_CHANNEL_FLAGS,
     EXPECTED_FILTER_FLAGS,

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from conftest import OrtAccess, real_model
+from audit_models import OrtAccess, real_model
 
 from inspector.audit import audit_model, default_audit_tensors, saturation_bounds, write_report
 from inspector.errors import InvalidArgument

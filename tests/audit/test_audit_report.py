@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import IMAGES, OrtAccess, planted_images
+from audit_models import IMAGES, OrtAccess, planted_images
 from PIL import Image
 
 from inspector.audit import AuditRun, PredictionTally, audit_model, write_report
