@@ -146,6 +146,22 @@ class Inspector:
         return maximize(loaded, spec, layer, channels, steps=steps, objective=objective,
                         params=params, preview_every=preview_every)
 
+    def audit(self, ref: str, batches: Iterable[InputData], *, layers: Sequence[str] | None = None,
+              preprocess: dict | None = None, labels: Sequence[int] | None = None,
+              resume_state: bytes | None = None, checkpoint_every: int = 0):
+        """A generator of Progress events (one per batch) that returns the audit as a Result."""
+        from inspector.calls.audit import audit
+
+        loaded = self._open(ref)
+
+        def prepare(inp: InputData) -> PreparedInput:
+            if preprocess:
+                inp = InputData(inp.tensor, inp.images, {**preprocess, **(inp.preprocess or {})})
+            return self._input(loaded, inp)
+
+        return audit(loaded, prepare, batches, layers=layers, labels=labels, resume_state=resume_state,
+                     checkpoint_every=checkpoint_every)
+
     def _image_spec(self, loaded: LoadedModel, size=None):
         """The model's resolved preprocessing; a symbolic input size takes `size` or 224."""
         from inspector.imaging.preprocess import resolve_spec

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from inspector_client.errors import describe_error
 
 MODEL = "yolov8n-nudenet"
 FEATURE_LAYERS = ["/model.0/act/Mul", "/model.2/cv2/act/Mul", "/model.4/cv2/act/Mul",
@@ -119,7 +120,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
             layer = None if method == "saliency" else cam_layer
             exp = client.explain("yolov8n", photo, method=method, target=target, layer=layer)
         except Exception as exc:  # show what failed instead of stopping the demo
-            figures.append(("", f"{method}: failed: {_details(exc)}"))
+            figures.append(("", f"{method}: failed: {describe_error(exc)}"))
             continue
         path = f"cam_{_safe(method)}.png"
         (out / path).write_bytes(exp.overlay_png[0])
@@ -140,17 +141,11 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
         figures.append(("maximize.png", f"{MAX_LAYER}, channels 0-7, {steps} steps; objective gain "
                         + ", ".join(f"{g:.0f}x" for g in gains)))
     except Exception as exc:
-        figures.append(("", f"maximization failed: {_details(exc)}"))
+        figures.append(("", f"maximization failed: {describe_error(exc)}"))
     sections.append(_gallery("What channels respond to (activation maximization)", figures))
     (out / "summary.json").write_text(json.dumps({"label": label, "score": score, "cams": report,
                                                   "seconds": time.perf_counter() - t0}, indent=2))
     return _page(sections)
-
-
-def _details(exc: Exception) -> str:
-    """A gRPC error's message, or the exception's text."""
-    details = getattr(exc, "details", None)
-    return details() if callable(details) else str(exc)
 
 
 def _safe(name: str) -> str:

@@ -200,9 +200,10 @@ class InspectorServicer(pb_grpc.InspectorServicer):
                                          field="header")
         h = first.header
         batches = (convert.input_to_domain(m.batch) for m in request_iterator)
-        run = self.core.audit(h.model, batches, layers=list(h.layers) or None,
+        run = self.core.audit(_model(h), batches, layers=list(h.layers) or None,
                               preprocess=convert.preprocess_to_dict(h.preprocess),
-                              labels=list(h.labels) or None)
+                              labels=list(h.labels) or None, resume_state=h.resume_state or None,
+                              checkpoint_every=h.checkpoint_every)
         yield from self._drive(run)
 
     def _drive(self, run):

@@ -202,8 +202,9 @@ class InspectorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AuditStats(self, request_iterator, context):
-        """A client stream of image batches (first an `AuditHeader`); progress after each batch, then
-        one "audit" item: JSON (application/json) with the aggregated statistics.
+        """A client stream of image batches (first an `AuditHeader`); progress after each batch (with a
+        "checkpoint" item, JSON partial state, every `checkpoint_every` batches), then one "audit"
+        item: JSON (application/json) with the aggregated statistics (report.json's contract).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

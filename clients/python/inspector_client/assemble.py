@@ -10,6 +10,8 @@ from google.protobuf import json_format
 from .types import Progress, StreamedResult
 from .v1 import inspector_pb2 as pb
 
+PROGRESS_GROUPS = ("preview", "checkpoint")  # items that belong to the progress event before them
+
 
 class _Item:
     def __init__(self, start: pb.ItemStart) -> None:
@@ -47,7 +49,7 @@ def assemble(chunks: Iterable[pb.ResultChunk],
             return
         group, name = item.start.group, item.start.name
         value = item.value()
-        if group == "preview" and last_progress is not None:
+        if group in PROGRESS_GROUPS and last_progress is not None:
             last_progress.previews[name] = value
             return
         result.items.setdefault(group, {})[name] = value

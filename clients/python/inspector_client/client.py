@@ -246,15 +246,21 @@ class InspectorClient:
 
     def audit(self, model: str, images: Iterable[bytes | str | os.PathLike | np.ndarray],
               layers: Sequence[str] | None = None, *, batch_size: int = 8, labels: Sequence[int] | None = None,
-              preprocess: dict | None = None,
-              on_progress: Callable[[Progress], None] | None = None) -> dict:
-        """Aggregated activation statistics over many images (never downloads feature maps)."""
+              preprocess: dict | None = None, on_progress: Callable[[Progress], None] | None = None,
+              resume_state: bytes | None = None, checkpoint_every: int = 0) -> dict:
+        """Aggregated activation statistics over many images (never downloads feature maps).
+
+        Images stream in batches; `on_progress` sees one event per batch, carrying a
+        "checkpoint" preview (partial state) every `checkpoint_every` batches; pass the latest
+        one as `resume_state` with the remaining images to continue an interrupted audit.
+        """
         import json
 
         def requests() -> Iterator[pb.AuditRequest]:
-            yield pb.AuditRequest(header=pb.AuditHeader(model=model, layers=_names(layers),
-                                                        preprocess=_preprocess(preprocess),
-                                                        labels=list(labels or ())))
+            yield pb.AuditRequest(header=pb.AuditHeader(
+                model=model, layers=_names(layers), preprocess=_preprocess(preprocess),
+                labels=list(labels or ()), resume_state=resume_state or b"",
+                checkpoint_every=checkpoint_every))
             batch: list = []
             for item in images:
                 if isinstance(item, np.ndarray):
