@@ -50,10 +50,11 @@ def run_audit(args, client, files: list[str]) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / CHECKPOINT
+    model_id = client.model_info(args.model).id  # a checkpoint is only valid for the same model bytes
     done, state = 0, None
     if saved.exists():
         checkpoint = json.loads(saved.read_text())
-        if checkpoint.get("images") == len(items) and checkpoint.get("model") == args.model:
+        if checkpoint.get("images") == len(items) and checkpoint.get("model") == model_id:
             done, state = checkpoint["done"], json.dumps(checkpoint["state"]).encode()
             print(f"resuming after {done} of {len(items)} images", file=sys.stderr)
     batch = args.batch_size
@@ -63,7 +64,7 @@ def run_audit(args, client, files: list[str]) -> None:
             bar.update(done + p.step)
             if "state" in p.previews:  # the server's partial aggregate covers done + p.step images
                 tmp = saved.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"model": args.model, "images": len(items), "done": done + p.step,
+                tmp.write_text(json.dumps({"model": model_id, "images": len(items), "done": done + p.step,
                                            "state": json.loads(p.previews["state"])}))
                 tmp.replace(saved)
 

@@ -83,7 +83,7 @@ def test_cli_resumes_from_its_checkpoint(client, server, tmp_path, capsys):
     from inspector.cli.main import main
 
     model = planted_model()
-    client.load_model(model.SerializeToString(), name="planted")
+    info = client.load_model(model.SerializeToString(), name="planted")
     images = planted_images()
     np.save(tmp_path / "batch.npy", images)
     seen = []  # an interrupted first run: only the first 8 images were sent
@@ -91,7 +91,7 @@ def test_cli_resumes_from_its_checkpoint(client, server, tmp_path, capsys):
     out = tmp_path / "report"
     out.mkdir()
     (out / "audit-checkpoint.json").write_text(json.dumps({
-        "model": "planted", "images": len(images), "done": 8, "state": json.loads(seen[-1].previews["state"])}))
+        "model": info.id, "images": len(images), "done": 8, "state": json.loads(seen[-1].previews["state"])}))
     code = main(["audit", "planted", str(tmp_path / "batch.npy"), "--out", str(out), "--server", server.address])
     assert code == 0
     assert "resuming after 8" in capsys.readouterr().err
