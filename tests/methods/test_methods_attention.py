@@ -81,11 +81,7 @@ def test_squeeze_excitation_gates_are_reported_with_cams():
 def test_svtr_recognizer_rollout_and_se_gates(real_model_path):
     import onnx
 
-    try:
-        path = real_model_path("ppocr-rec")
-    except Exception as exc:  # noqa: BLE001 - the package is optional
-        pytest.skip(str(exc))
-    model = onnx.load(str(path))
+    model = onnx.load(str(real_model_path("ppocr-rec")))
     access = OrtModelAccess(model)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 320)).astype(np.float32)
     names = attention_probabilities(model)
