@@ -132,8 +132,19 @@ def soak(minutes: float, clients: int, warmup_s: float, seed: int = 0) -> dict:
         "errors": {n: e for n, e in errors.items() if e},
         "back_pressure": sum(cs.get("RESOURCE_EXHAUSTED", 0) for cs in codes.values()),
         "rss_mb": rss,
-        "rss_growth_after_warmup_pct": round(100 * (after_warmup[-1] / after_warmup[0] - 1), 1),
+        "rss_peak_mb": max(m for _, m in rss),
+        "rss_growth_after_warmup_pct": _growth(after_warmup),
     }
+
+
+def _growth(samples: list[float]) -> float:
+    """Median RSS of the last third vs the first third of the samples, in percent.
+
+    RSS swings by hundreds of MB within seconds (transient result buffers), so single
+    samples say little; thirds' medians show a trend.
+    """
+    third = max(1, len(samples) // 3)
+    return round(100 * (float(np.median(samples[-third:])) / float(np.median(samples[:third])) - 1), 1)
 
 
 def main() -> int:
