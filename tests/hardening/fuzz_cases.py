@@ -80,7 +80,7 @@ def _scalar(draw, field: fd.FieldDescriptor, model_ids: list[str]):
     t = field.type
     if t == fd.FieldDescriptor.TYPE_STRING:
         if field.name in ("model", "model_id"):
-            return draw(st.sampled_from([*model_ids, *(i[:8] for i in model_ids), "", "nope"]))
+            return draw(st.sampled_from([*model_ids * 6, *(i[:8] for i in model_ids), "", "nope"]))
         return draw(st.sampled_from(WORDS) | st.text(max_size=12))
     if t == fd.FieldDescriptor.TYPE_BYTES:
         return draw(st.binary(max_size=64))
@@ -102,8 +102,15 @@ def fill(draw, message, model_ids: list[str], depth: int = 0) -> None:
         message.update({k: draw(st.integers(-2, 16) | st.floats(-2, 2) | st.sampled_from(WORDS)
                                 | st.booleans()) for k in keys})
         return
+    if message.DESCRIPTOR.name in ("Tensor", "Input") and draw(st.booleans()):  # well-formed, often
+        tensor = message if message.DESCRIPTOR.name == "Tensor" else message.tensor
+        n, side = draw(st.integers(1, 2)), draw(st.sampled_from([32, 32, 16]))
+        seed = draw(st.integers(0, 2 ** 32 - 1))
+        tensor.dtype, tensor.shape[:] = "float32", [n, 3, side, side]
+        tensor.data = np.random.default_rng(seed).random((n, 3, side, side), dtype=np.float32).tobytes()
+        return
     for field in message.DESCRIPTOR.fields:
-        if not draw(st.booleans()):
+        if field.name not in ("model", "input", "header") and not draw(st.booleans()):
             continue
         repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == 3
         if field.type == fd.FieldDescriptor.TYPE_MESSAGE:
