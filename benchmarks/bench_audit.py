@@ -1,0 +1,60 @@
+"""Issue 7: audit throughput vs plain inference throughput, same model, same images, same server.
+
+Both go through gRPC on loopback: AuditStats streams batches and aggregates next to the tensors;
+the baseline streams the same batches through Infer. Target: audit >= 0.7x inference throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+
+import numpy as np
+from common import ROOT, cpu_busy_fraction
+
+BATCH, IMAGES = 8, 64
+
+
+def main() -> int:
+    from factory import resnet18_like
+
+    from inspector.config import InspectorConfig
+    from inspector.service.server import start_server
+    from inspector_client import InspectorClient
+
+    print(f"foreign CPU load before start: {cpu_busy_fraction():.0%}")
+    server = start_server(InspectorConfig(store_dir=tempfile.mkdtemp(), intra_op_threads=2), port=0)
+    client = InspectorClient(server.address, timeout=900)
+    client.load_model(resnet18_like(size=224).SerializeToString(), name="r18")
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((BATCH, 3, 224, 224)).astype(np.float32) for _ in range(IMAGES // BATCH)]
+    client.audit("r18", batches[:1])  # warm: sessions built
+    client.infer("r18", batches[0])
+    rows = {"inference": [], "audit": []}
+    for _ in range(3):  # interleaved rounds
+        t0 = time.perf_counter()
+        for b in batches:
+            client.infer("r18", b)
+        rows["inference"].append(IMAGES / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        audit = client.audit("r18", batches)
+        rows["audit"].append(IMAGES / (time.perf_counter() - t0))
+    infer, aud = float(np.median(rows["inference"])), float(np.median(rows["audit"]))
+    tensors = len(audit["layers"])
+    print(f"\n== audit throughput, ResNet-18-like 224x224, batches of {BATCH}, {IMAGES} images, "
+          f"{tensors} audited tensors")
+    print(f"  plain inference over gRPC {infer:6.1f} images/s")
+    print(f"  audit over gRPC           {aud:6.1f} images/s   ratio {aud / infer:.2f}x (target >= 0.7x: "
+          f"{'met' if aud / infer >= 0.7 else 'MISSED'})")
+    server.stop(0)
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "audit.json").write_text(json.dumps(
+        {"inference_images_per_s": infer, "audit_images_per_s": aud, "ratio": aud / infer, "tensors": tensors},
+        indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
