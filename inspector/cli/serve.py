@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.5):  # a timed wait: a signal that lands on another thread still gets seen
+        pass
     running.stop(grace=10.0)
     return 0

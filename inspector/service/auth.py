@@ -60,20 +60,20 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if scheme.lower() == "bearer" and token_matches(sent.strip(), self.tokens):
             return continuation(details)
         reason = "no bearer token" if not header else "a wrong token"
-        log.warning("refused %s: %s", method, reason)
-        handler = continuation(details)
-        return _refusal(handler, f"this server needs a valid bearer token ({reason} was sent); "
-                        "pass --token or set INSPECTOR_AUTH_TOKEN")
+        return _refusal(continuation(details), method, reason)
 
 
-def _refusal(handler: grpc.RpcMethodHandler | None, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind as `handler` that aborts with UNAUTHENTICATED."""
+def _refusal(handler: grpc.RpcMethodHandler | None, method: str, reason: str) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind as `handler` that logs and aborts UNAUTHENTICATED."""
+    message = (f"this server needs a valid bearer token ({reason} was sent); pass --token or set "
+               "INSPECTOR_AUTH_TOKEN")
 
     def abort(request, context):
+        log.warning("refused %s from %s: %s", method, context.peer(), reason)  # within the call: has its id
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     def abort_stream(request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        abort(request, context)
         yield  # pragma: no cover - makes this a generator; abort raises first
 
     if handler is None or (not handler.request_streaming and not handler.response_streaming):
