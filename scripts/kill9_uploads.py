@@ -53,8 +53,8 @@ def start_server(store: Path) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
-def upload_until_killed(address: str, models: list[bytes], completed: dict, rng: random.Random,
-                        stop: threading.Event) -> None:
+def upload_until_killed(address: str, models: list[bytes], completed: dict, confirmed: list,
+                        rng: random.Random, stop: threading.Event) -> None:
     """Upload random variants until the server dies; record each upload the server confirmed."""
     import grpc
     from inspector_client import InspectorClient
@@ -67,6 +67,7 @@ def upload_until_killed(address: str, models: list[bytes], completed: dict, rng:
             except grpc.RpcError:
                 return
             completed[info.id] = hashlib.sha256(data).hexdigest()
+            confirmed.append(info.id)
 
 
 def check_store(store: Path, completed: dict) -> list[str]:
@@ -93,12 +94,13 @@ def run(rounds: int, store: Path, seed: int = 0, clients: int = 2) -> dict:
     rng = random.Random(seed)
     models = model_variants(12)
     completed: dict[str, str] = {}
+    confirmed: list[str] = []
     problems: list[str] = []
     for _ in range(rounds):
         proc, address = start_server(store)
         stop = threading.Event()
         workers = [threading.Thread(target=upload_until_killed,
-                                    args=(address, models, completed, random.Random(rng.random()), stop))
+                                    args=(address, models, completed, confirmed, random.Random(rng.random()), stop))
                    for _ in range(clients)]
         for w in workers:
             w.start()
@@ -109,7 +111,8 @@ def run(rounds: int, store: Path, seed: int = 0, clients: int = 2) -> dict:
         for w in workers:
             w.join(30)
         problems += check_store(store, completed)
-    return {"rounds": rounds, "completed_uploads": len(completed), "problems": problems}
+    return {"rounds": rounds, "confirmed_uploads": len(confirmed),
+            "completed_uploads": len(completed), "problems": problems}
 
 
 def main() -> int:
