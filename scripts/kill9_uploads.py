@@ -95,6 +95,7 @@ def run(rounds: int, store: Path, seed: int = 0, clients: int = 2) -> dict:
     models = model_variants(12)
     completed: dict[str, str] = {}
     confirmed: list[str] = []
+    interrupted = 0
     problems: list[str] = []
     for _ in range(rounds):
         proc, address = start_server(store)
@@ -107,12 +108,13 @@ def run(rounds: int, store: Path, seed: int = 0, clients: int = 2) -> dict:
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        interrupted += sum(1 for _ in (store / ".tmp").iterdir())  # writes cut short by the kill
         stop.set()
         for w in workers:
             w.join(30)
         problems += check_store(store, completed)
     return {"rounds": rounds, "confirmed_uploads": len(confirmed),
-            "completed_uploads": len(completed), "problems": problems}
+            "completed_uploads": len(completed), "interrupted_writes": interrupted, "problems": problems}
 
 
 def main() -> int:
