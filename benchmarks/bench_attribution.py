@@ -17,9 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, cpu_busy_fraction, interleaved, report
-
-THREADS = 2
+from common import ROOT, THREADS, cpu_busy_fraction, interleaved, report
 
 
 def mobilenet_like():
@@ -40,11 +38,11 @@ def mobilenet_like():
 
 def main() -> int:
     from factory import resnet18_like
+    from inspector_client import InspectorClient
 
     from inspector.config import InspectorConfig
     from inspector.core import InputData
     from inspector.service.server import start_server
-    from inspector_client import InspectorClient
 
     print(f"foreign CPU load before start: {cpu_busy_fraction():.0%}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-attr-"))

@@ -12,20 +12,20 @@ import tempfile
 import time
 
 import numpy as np
-from common import ROOT, cpu_busy_fraction
+from common import ROOT, THREADS, cpu_busy_fraction
 
 BATCH, IMAGES = 8, 64
 
 
 def main() -> int:
     from factory import resnet18_like
+    from inspector_client import InspectorClient
 
     from inspector.config import InspectorConfig
     from inspector.service.server import start_server
-    from inspector_client import InspectorClient
 
     print(f"foreign CPU load before start: {cpu_busy_fraction():.0%}")
-    server = start_server(InspectorConfig(store_dir=tempfile.mkdtemp(), intra_op_threads=2), port=0)
+    server = start_server(InspectorConfig(store_dir=tempfile.mkdtemp(), intra_op_threads=THREADS), port=0)
     client = InspectorClient(server.address, timeout=900)
     client.load_model(resnet18_like(size=224).SerializeToString(), name="r18")
     rng = np.random.default_rng(0)

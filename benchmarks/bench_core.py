@@ -15,19 +15,17 @@ import tempfile
 import time
 
 import numpy as np
-from common import ROOT, cpu_busy_fraction, interleaved, report
-
-THREADS = 2
+from common import ROOT, THREADS, cpu_busy_fraction, interleaved, report
 
 
 def main() -> int:
     from factory import resnet18_like
+    from inspector_client import InspectorClient
 
     from inspector.config import InspectorConfig
-    from inspector.core import InputData, Inspector
+    from inspector.core import InputData
     from inspector.graph.select import resolve_tensors
     from inspector.service.server import start_server
-    from inspector_client import InspectorClient
 
     print(f"foreign CPU load before start: {cpu_busy_fraction():.0%}")
     model = resnet18_like()

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import ROOT, cpu_busy_fraction, interleaved, report
+from common import ROOT, THREADS, cpu_busy_fraction, interleaved, report
 
 LAYER = "/model.6/cv2/act/Mul"
 CHANNELS = list(range(16))
@@ -25,7 +25,7 @@ def main() -> int:
     from inspector.models_zoo import model_path
 
     print(f"foreign CPU load before start: {cpu_busy_fraction():.0%}")
-    core = Inspector(InspectorConfig(store_dir=tempfile.mkdtemp(), intra_op_threads=2))
+    core = Inspector(InspectorConfig(store_dir=tempfile.mkdtemp(), intra_op_threads=THREADS))
     core.upload([model_path("yolov8n-nudenet").read_bytes()], name="yolo", preprocess={"resize": [SIZE, SIZE]})
     access = core.open("yolo").access
     steps = 64

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+THREADS = int(os.environ.get("BENCH_THREADS", 2))  # onnxruntime intra-op threads (and torch's)
 sys.path.insert(0, str(ROOT / "tests"))  # the model factory
 
 
@@ -41,7 +42,7 @@ def interleaved(cases: dict[str, Callable[[], object]], rounds: int = 15, warmup
 
 
 def report(title: str, medians: dict[str, float], base: str, targets: dict[str, float] | None = None) -> dict:
-    print(f"\n== {title} (median seconds; ratio to {base!r}; threads={os.environ.get('BENCH_THREADS', 2)})")
+    print(f"\n== {title} (median seconds; ratio to {base!r}; threads={THREADS})")
     out = {}
     for name, t in medians.items():
         ratio = t / medians[base]

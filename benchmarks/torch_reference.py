@@ -27,7 +27,7 @@ class Node(torch.nn.Module):
         self.inputs = [i for i in node.input if i not in weights]
         self.attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         self.params = torch.nn.ParameterList(
-            [torch.nn.Parameter(weights[i], requires_grad=False) for i in node.input if i in weights])
+            [torch.nn.Parameter(weights[i]) for i in node.input if i in weights])
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         a, p = self.attrs, list(self.params)
