@@ -46,7 +46,7 @@ class Inspector:
     """Models in a store, opened on demand; inspection calls over them."""
 
     def __init__(self, config: InspectorConfig | None = None) -> None:
-        from inspector.service.limits import SizedSessionCache
+        from inspector.runtime.sessions import SizedSessionCache
         from inspector.store.model_store import ModelStore
 
         self.config = config or InspectorConfig()

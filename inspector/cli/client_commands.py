@@ -16,7 +16,8 @@ import numpy as np
 def _client(args):
     from inspector_client import InspectorClient
 
-    return InspectorClient(args.server, token=args.token, timeout=args.timeout)
+    return InspectorClient(args.server, token=args.token, timeout=args.timeout,
+                           tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
 
 
 def _emit(args, data, text: str) -> None:

@@ -30,7 +30,7 @@ def decode_image(
         raise InvalidArgument("The image is empty (0 bytes); send the encoded file bytes.")
     if len(data) > max_bytes:
         raise InvalidArgument(
-            f"The image is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB "
+            f"The image is {len(data):,} bytes, over the {max_bytes:,}-byte "
             "limit; send a smaller or more compressed file."
         )
     try:

@@ -8,13 +8,9 @@ trailer; a queued call whose deadline passes gets DEADLINE_EXCEEDED without havi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import grpc
-import onnx
-
-from inspector.runtime.sessions import Session, SessionCache
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _FACTORIES = {(False, False): grpc.unary_unary_rpc_method_handler,
@@ -135,60 +131,3 @@ class LimitsInterceptor(grpc.ServerInterceptor):
                 self.gate.leave()
 
         return run
-
-
-class SizedSessionCache(SessionCache):
-    """A SessionCache that also drops least-recently-used sessions beyond `max_bytes`.
-
-    A session's cost is estimated as its model's bytes x `factor` (weights plus ORT's
-    prepacked copies and arena); the newest session is always kept, however large.
-    """
-
-    def __init__(self, *, max_bytes: int, factor: float = 3.0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.max_bytes, self.factor = max_bytes, factor
-        self._sizes: dict[tuple, int] = {}
-
-    def get(self, key: Hashable, build: Callable, providers: Sequence[str]) -> Session:
-        measured: list[int] = []
-
-        def build_measured():
-            source = build()
-            measured.append(_source_bytes(source))
-            return source
-
-        session = super().get(key, build_measured, providers)
-        if measured:
-            full = (key, tuple(providers))
-            with self._lock:
-                self._sizes[full] = int(measured[0] * self.factor)
-                self._trim(full)
-        return session
-
-    def stats(self) -> dict[str, int]:
-        out = super().stats()
-        with self._lock:
-            out["bytes"] = sum(self._sizes.get(k, 0) for k in self._entries)
-        return out
-
-    def _trim(self, keep: tuple) -> None:
-        """Evict LRU sessions (never `keep`) until the estimate fits; caller holds the lock."""
-        self._sizes = {k: v for k, v in self._sizes.items() if k in self._entries}
-        total = sum(self._sizes.values())
-        for full in list(self._entries):
-            if total <= self.max_bytes:
-                break
-            if full != keep:
-                del self._entries[full]
-                total -= self._sizes.pop(full, 0)
-                self._counts["evictions"] += 1
-
-
-def _source_bytes(source: onnx.ModelProto | bytes | Path) -> int:
-    """Bytes of a model given as proto, serialized bytes or a file (with its folder's data files)."""
-    if isinstance(source, onnx.ModelProto):
-        return source.ByteSize()
-    if isinstance(source, bytes | bytearray):
-        return len(source)
-    folder = Path(source).parent
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())

@@ -54,7 +54,7 @@ def test_hostile_images(make_server, small_model_bytes):
                                    rtol=1e-5, atol=1e-6)
         cases = {
             "pixel limit": _png(np.zeros((200, 200, 3), np.uint8)),
-            "MiB limit": rng.integers(0, 256, 60_000, dtype=np.uint8).tobytes(),
+            "-byte limit": rng.integers(0, 256, 60_000, dtype=np.uint8).tobytes(),
             "decompression bomb": _declared_png(100_000, 100_000),
             "could not be decoded": _png(image)[:200],
             "not an image": b"GIF89a? certainly not" * 10,

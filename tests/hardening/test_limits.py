@@ -11,7 +11,7 @@ import pytest
 from inspector_client import InspectorClient
 from models import loop_model
 
-from inspector.service.limits import SizedSessionCache
+from inspector.runtime.sessions import SizedSessionCache
 
 X = np.arange(192, dtype=np.float32).reshape(1, 3, 8, 8) / 7
 
