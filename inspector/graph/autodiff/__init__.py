@@ -18,7 +18,7 @@ from . import rules  # noqa: F401  (registers every rule)
 from .assemble import assemble
 from .emitter import Emitter
 from .paths import check_names, find_path, tensor_names
-from .prepare import default_opset, tensor_types, upgrade_opset
+from .prepare import constant_tensors, default_opset, tensor_types, upgrade_opset
 from .registry import RULES
 
 POLICIES = ("standard", "guided_backprop", "deconvnet")
@@ -94,7 +94,8 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     model = upgrade_opset(model)
     types = tensor_types(model)
     path = find_path(model.graph, start, wrt, types)
-    em = Emitter(tensor_names(model.graph), types, default_opset(model), policy, path.needs)
+    em = Emitter(tensor_names(model.graph), types, default_opset(model), policy, path.needs,
+                 constant_tensors(model))
     seed = em.fresh("gradient_seed")
     # Static sizes from shape inference are not trusted for the seed (ceil-mode pools differ
     # between onnx and onnxruntime); symbolic names and the rank are kept.

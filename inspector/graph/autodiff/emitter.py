@@ -15,7 +15,8 @@ class Emitter:
     """Collects backward nodes and initializers for one gradient model."""
 
     def __init__(self, taken: Iterable[str], types: dict[str, tuple[int, Dims | None]],
-                 opset: int, policy: str, needs: set[str]) -> None:
+                 opset: int, policy: str, needs: set[str],
+                 constants: dict[str, onnx.TensorProto] | None = None) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.taken = set(taken)
@@ -23,6 +24,7 @@ class Emitter:
         self.opset = opset
         self.policy = policy
         self.needs_grad = needs
+        self.constants = constants or {}
         self._count = 0
 
     def fresh(self, base: str) -> str:
@@ -56,6 +58,11 @@ class Emitter:
         name = self.fresh("const")
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
+
+    def constant(self, tensor: str) -> np.ndarray | None:
+        """The value of a forward tensor fixed at build time (initializer or Constant), if any."""
+        found = self.constants.get(tensor)
+        return None if found is None else numpy_helper.to_array(found)
 
     def dtype(self, tensor: str) -> int:
         """ONNX element type of a forward tensor (float when shape inference did not say)."""

@@ -50,3 +50,14 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, tuple[int, Dims | None]]:
     for init in graph.initializer:
         types[init.name] = (init.data_type, list(init.dims))
     return types
+
+
+def constant_tensors(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Tensors whose value is fixed: initializers no graph input overrides, Constant(value) outputs."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    found = {t.name: t for t in graph.initializer if t.name not in inputs}
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            found[node.output[0]] = node.attribute[0].t
+    return found

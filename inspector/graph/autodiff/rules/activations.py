@@ -16,11 +16,15 @@ def _positive(em: Emitter, x: str) -> str:
 
 @rule("Relu")
 def relu(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
-    """standard: g*(x>0); guided_backprop: g*(x>0)*(g>0); deconvnet: g*(g>0)."""
-    g, x = grads[0], node.input[0]
+    """standard: g*(x>0); guided_backprop: g*(x>0)*(g>0); deconvnet: g*(g>0).
+
+    The mask reads the output y (y>0 exactly where x>0), so ORT can still fuse the producer of x
+    (Conv+Relu, Conv+Add+Relu) into one kernel.
+    """
+    g, x, y = grads[0], node.input[0], node.output[0]
     if em.policy == "deconvnet":
         return [em.where(_positive(em, g), g, x)]
-    masked = em.where(_positive(em, x), g, x)
+    masked = em.where(_positive(em, y), g, x)
     if em.policy == "guided_backprop":
         masked = em.where(_positive(em, g), masked, x)
     return [masked]

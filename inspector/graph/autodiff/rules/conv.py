@@ -1,4 +1,4 @@
-"""Conv and ConvTranspose: each one's input gradient is the other with the same weights."""
+"""Conv and ConvTranspose: each one's input gradient is the other (a flipped-weight Conv at stride 1)."""
 
 from __future__ import annotations
 
@@ -60,12 +60,55 @@ def adjoint_conv(em: Emitter, g: str, w: str, size: str, begin: str, strides: Se
     return em.do("Pad", crop, pads)
 
 
+def stride1_pads(node: onnx.NodeProto, kernel: Sequence[int],
+                 dilations: Sequence[int]) -> list[int] | None:
+    """Pads of the Conv that is the adjoint of a stride-1 Conv: k_eff-1-pad on each side.
+
+    None where a forward pad exceeds k_eff-1 (the adjoint would need a crop).
+    """
+    n = len(kernel)
+    k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    auto = attribute(node, "auto_pad", "NOTSET")
+    if auto in ("NOTSET", ""):
+        pads = list(attribute(node, "pads", [0] * 2 * n))
+    elif auto == "VALID":
+        pads = [0] * 2 * n
+    else:  # SAME at stride 1 pads k_eff-1 in total, whatever the size
+        total = [k - 1 for k in k_eff]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        pads = begin + [t - b for t, b in zip(total, begin, strict=True)]
+    adjoint = [k - 1 - p for k, p in zip(k_eff * 2, pads, strict=True)]
+    return adjoint if min(adjoint) >= 0 else None
+
+
+def flipped_weight(em: Emitter, w: str, group: int) -> str | None:
+    """W with in/out channels swapped per group and the kernel flipped, as a new initializer.
+
+    None when W is not fixed at build time. Depthwise stays depthwise (group is kept).
+    """
+    value = em.constant(w)
+    if value is None or value.ndim < 3:
+        return None
+    out_ch, in_per_group, *kernel = value.shape
+    per_group = value.reshape(group, out_ch // group, in_per_group, *kernel).swapaxes(1, 2)
+    flipped = per_group[(..., *[slice(None, None, -1)] * len(kernel))]
+    shaped = flipped.reshape(group * in_per_group, out_ch // group, *kernel)
+    return em.const(np.ascontiguousarray(shaped), dtype=value.dtype)
+
+
 @rule("Conv")
 def conv(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Stride 1 with a fixed W: an ordinary Conv with flipped weights (NCHWc kernels in ORT,
+    no crop or pad); otherwise the ConvTranspose adjoint."""
     x, w = node.input[0], node.input[1]
     kernel, strides, dilations = window(node, em, w)
-    begin = pads_begin(node, em, x, kernel, strides, dilations)
     group = attribute(node, "group", 1)
+    pads = stride1_pads(node, kernel, dilations) if set(strides) == {1} else None
+    flipped = flipped_weight(em, w, group) if pads is not None else None
+    if flipped is not None:
+        return [em.do("Conv", grads[0], flipped, dilations=list(dilations), pads=pads,
+                      group=group)]
+    begin = pads_begin(node, em, x, kernel, strides, dilations)
     gx = adjoint_conv(em, grads[0], w, em.shape(x, start=2), begin, strides, dilations, group)
     return [gx]
 
