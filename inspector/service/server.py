@@ -15,6 +15,7 @@ from inspector.config import InspectorConfig
 from inspector.core import Inspector
 from inspector.service.auth import AuthInterceptor
 from inspector.service.limits import Gate, LimitsInterceptor
+from inspector.service.malloc import tune_malloc
 from inspector.service.metrics import Metrics, ObservingInterceptor, serve_metrics
 from inspector.service.servicer import InspectorServicer
 from inspector.service.tls import server_credentials
@@ -65,6 +66,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     """
     if workers is not None:
         config.max_concurrent = workers
+    tune_malloc()
     found = verify_store(config.store_dir) if inspector is None else []
     inspector = inspector or Inspector(config)
     gate = Gate(config.max_concurrent, config.max_queued)
