@@ -42,6 +42,24 @@ class LayerStats:
     p99: np.ndarray
 
 
+@dataclass
+class ReducedBatch:
+    """One batch of one tensor as the audit model returns it (see reductions.py); every value finite."""
+
+    shape: list[int]  # the tensor's [N, C, ...]
+    sum: np.ndarray  # float64 [C]
+    sumsq: np.ndarray  # float64 [C]
+    image_min: np.ndarray  # [N, C]
+    image_max: np.ndarray  # [N, C]
+    zeros: np.ndarray  # [N, C] exact integer counts (float32 or int64)
+    saturated: np.ndarray | None  # [N, C] like zeros; None: no bounds
+    sample: np.ndarray  # [N, C, K] strided subsample of each map, for the percentile sketch only
+
+    def finite(self) -> bool:
+        """False when the batch held a NaN or an infinity (they make the float64 sums non-finite)."""
+        return bool(np.isfinite(self.sum).all() and np.isfinite(self.sumsq).all())
+
+
 class _Channels:
     """The float64 state of one tensor."""
 
@@ -90,6 +108,23 @@ class _Channels:
             v[~finite] = 0.0
         self.combine(counts, mean, np.einsum("ij,ij->i", v, v))
 
+    def add_reduced(self, r: ReducedBatch, bounded: bool) -> None:
+        """Fold in one all-finite batch from its in-graph reductions (percentiles from the subsample)."""
+        n = np.full(r.sum.shape, int(np.prod(r.shape)) // max(r.shape[1], 1), np.int64)
+        if n[0] == 0:
+            return
+        mean = r.sum / n
+        m2 = np.maximum(r.sumsq - r.sum * mean, 0.0)  # float64 rounding can dip just below zero
+        self.active += np.count_nonzero((r.image_min != 0) | (r.image_max != 0), axis=0)
+        self.min = np.minimum(self.min, r.image_min.min(axis=0))
+        self.max = np.maximum(self.max, r.image_max.max(axis=0))
+        self.zeros += np.asarray(r.zeros, np.int64).sum(axis=0)
+        if bounded:
+            self.saturated += np.asarray(r.saturated, np.int64).sum(axis=0)
+        sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
+        sketch.add_counts(self.hist, sample)
+        self.combine(n, mean, m2)
+
     def merge(self, other: _Channels) -> None:
         self.combine(other.count, other.mean, other.m2)
         self.min, self.max = np.minimum(self.min, other.min), np.maximum(self.max, other.max)
@@ -129,19 +164,25 @@ class ActivationAggregator:
                                       "with a known channel count C.", field="layers")
             self.state[name] = _Channels(shape[1])
 
-    def update(self, batch_outputs: Mapping[str, np.ndarray]) -> None:
-        """Fold one batch in: every audited tensor must be present, [N, C, ...] with the same N."""
+    def update(self, batch_outputs: Mapping[str, np.ndarray],
+               reduced: Mapping[str, ReducedBatch] | None = None) -> None:
+        """Fold one batch in: every audited tensor, [N, C, ...] with the same N, either as the full
+        tensor in `batch_outputs` or as its in-graph reductions in `reduced` (finite batches only)."""
+        reduced = reduced or {}
         batch = None
         for name, (_, shape) in self.specs.items():
-            if name not in batch_outputs:
+            if name not in batch_outputs and name not in reduced:
                 raise InvalidArgument(f"The batch has no values for audited tensor {name!r}.", field="layers")
-            x = np.asarray(batch_outputs[name])
-            if x.ndim < 2 or x.shape[1] != shape[1] or (batch is not None and x.shape[0] != batch):
-                raise InvalidArgument(f"Tensor {name!r} came back with shape {list(x.shape)}; expected "
+            got = reduced[name].shape if name in reduced else list(np.shape(batch_outputs[name]))
+            if len(got) < 2 or got[1] != shape[1] or (batch is not None and got[0] != batch):
+                raise InvalidArgument(f"Tensor {name!r} came back with shape {got}; expected "
                                       f"[N, {shape[1]}, ...] with the same N as the other tensors.")
-            batch = x.shape[0]
+            batch = got[0]
         for name in self.specs:
-            self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name))
+            if name in reduced:
+                self.state[name].add_reduced(reduced[name], name in self.bounds)
+            else:
+                self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name))
         self.images += batch or 0
 
     def merge(self, other: ActivationAggregator) -> None:

@@ -7,16 +7,23 @@ from any ModelAccess (see `audit_model`) and save `to_dict()` between batches to
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
 import onnx
 
 from inspector.access import ModelAccess
-from inspector.audit.aggregate import ActivationAggregator, LayerStats
+from inspector.audit.aggregate import ActivationAggregator, LayerStats, ReducedBatch
 from inspector.audit.behaviour import PredictionTally
 from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds, channel_flags
+from inspector.audit.reductions import (
+    output_name,
+    read_reduced,
+    reduced_outputs,
+    reducible,
+    with_reductions,
+)
 from inspector.audit.tensors import (
     check_tensor_names,
     default_audit_tensors,
@@ -29,7 +36,7 @@ from inspector.audit.weights import (
     filter_health,
     weight_tensors,
 )
-from inspector.errors import InvalidArgument
+from inspector.errors import FailedPrecondition, InvalidArgument
 
 _CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
                    "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")
@@ -82,6 +89,7 @@ class AuditRun:
         self.aggregator: ActivationAggregator | None = None
         self.tally = PredictionTally()
         self.classifier: bool | None = None
+        self._reducible_tensors: list[str] | None = None
 
     def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                batch_size: int | None = None) -> None:
@@ -90,28 +98,77 @@ class AuditRun:
         On the first batch, default tensors that are not [batch_size, C, ...] (e.g. anchor grids of a
         detector head) are dropped and listed under "skipped"; batch_size defaults to the output's N.
         """
+        self._fold(outputs, {}, labels, batch_size)
+
+    def graph_reductions(self) -> tuple[tuple[str, ...], Callable[[onnx.ModelProto], onnx.ModelProto]]:
+        """(outputs to fetch, a function building the audit model that returns them from the original).
+
+        The audit model reduces each tensor it can inside the graph (reductions.py) and returns the
+        others whole; feed its outputs to `update_reduced`. Call again after the first batch: the
+        tensors dropped there are left out of the next model.
+        """
+        reduce = [t for t in self._reducible() if t in self.tensors]
+        raw = [t for t in self.tensors if t not in reduce]
+        names = tuple(dict.fromkeys(
+            [self.scores, *(o for t in reduce for o in reduced_outputs(t, t in self.bounds)), *raw]))
+        return names, lambda model: with_reductions(model, reduce, self.bounds, raw)
+
+    def update_reduced(self, values: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
+                       batch_size: int | None = None,
+                       fetch_raw: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None) -> None:
+        """Fold in one batch from a run of the audit model (see graph_reductions).
+
+        A tensor whose batch held NaN or infinity is folded in exactly from its full values, which
+        `fetch_raw(names)` supplies (a plain forward pass of the same batch exposing those tensors).
+        """
+        reduced = {t: read_reduced(values, t) for t in self.tensors if output_name(t, "sum") in values}
+        self._fold(values, reduced, labels, batch_size, fetch_raw)
+
+    def _reducible(self) -> list[str]:
+        if self._reducible_tensors is None:
+            self._reducible_tensors = reducible(self.model, self.tensors)
+        return self._reducible_tensors
+
+    def _fold(self, outputs: Mapping[str, np.ndarray], reduced: dict[str, ReducedBatch],
+              labels: np.ndarray | None, batch_size: int | None,
+              fetch_raw: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None) -> None:
+        shapes = {t: (reduced[t].shape if t in reduced else list(np.shape(outputs[t])))
+                  for t in self.tensors if t in reduced or t in outputs}
         if self.aggregator is None:
-            missing = [n for n in [*self.tensors, self.scores] if n not in outputs]
-            if missing:
-                raise InvalidArgument(f"The forward pass did not return {missing[0]!r}.", field="layers")
-            size = batch_size if batch_size is not None else np.shape(outputs[self.scores])[0]
-            if not self.explicit:
-                maps = [t for t in self.tensors if np.ndim(outputs[t]) >= 2 and np.shape(outputs[t])[0] == size]
-                self.skipped.update({t: list(np.shape(outputs[t])) for t in self.tensors if t not in maps})
-                if not maps:
-                    raise InvalidArgument("None of the model's Conv/Relu/Clip/Add/Sigmoid outputs is a "
-                                          "per-image [N, C, ...] map; name the tensors to audit.", field="layers")
-                self.tensors = maps
-            ops = tensor_op_types(self.model)
-            self.aggregator = ActivationAggregator(
-                {t: (ops[t], ["N", *np.shape(outputs[t])[1:]]) for t in self.tensors}, self.bounds)
-            self.classifier = _is_class_scores(np.shape(outputs[self.scores]))
+            self._start(shapes, outputs, batch_size)
         if labels is not None and not self.classifier:
             raise InvalidArgument(f"Labels were given, but the model output {self.scores!r} is not "
                                   "[N, classes]; audit without labels.", field="labels")
-        self.aggregator.update(outputs)
+        reduced = {t: r for t, r in reduced.items() if t in self.tensors}
+        nonfinite = [t for t, r in reduced.items() if not r.finite()]
+        if nonfinite:
+            if fetch_raw is None:
+                raise FailedPrecondition(f"Tensor {nonfinite[0]!r} held NaN or infinity and no exact "
+                                         "pass was offered to count them.")
+            outputs = {**outputs, **fetch_raw(nonfinite)}
+            reduced = {t: r for t, r in reduced.items() if t not in nonfinite}
+        self.aggregator.update(outputs, reduced)
         if self.classifier:
             self.tally.update(outputs[self.scores], labels)
+
+    def _start(self, shapes: Mapping[str, list[int]], outputs: Mapping[str, np.ndarray],
+               batch_size: int | None) -> None:
+        """First batch: keep the per-image maps among default tensors, then create the aggregator."""
+        missing = [n for n in self.tensors if n not in shapes] + [n for n in [self.scores] if n not in outputs]
+        if missing:
+            raise InvalidArgument(f"The forward pass did not return {missing[0]!r}.", field="layers")
+        size = batch_size if batch_size is not None else np.shape(outputs[self.scores])[0]
+        if not self.explicit:
+            maps = [t for t in self.tensors if len(shapes[t]) >= 2 and shapes[t][0] == size]
+            self.skipped.update({t: list(shapes[t]) for t in self.tensors if t not in maps})
+            if not maps:
+                raise InvalidArgument("None of the model's Conv/Relu/Clip/Add/Sigmoid outputs is a "
+                                      "per-image [N, C, ...] map; name the tensors to audit.", field="layers")
+            self.tensors = maps
+        ops = tensor_op_types(self.model)
+        self.aggregator = ActivationAggregator(
+            {t: (ops[t], ["N", *shapes[t][1:]]) for t in self.tensors}, self.bounds)
+        self.classifier = _is_class_scores(np.shape(outputs[self.scores]))
 
     def result(self) -> dict:
         """The audit as report.json holds it (see report.py for the contract)."""
@@ -159,5 +216,16 @@ def audit_model(access: ModelAccess, batches: Iterable[np.ndarray | tuple[np.nda
     for batch in batches:
         access.check_cancelled()
         x, labels = batch if isinstance(batch, tuple) else (batch, None)
-        run.update(access.forward(x, fetch=run.tensors), labels, batch_size=len(x))
+        fold_batch(access, run, x, labels)
     return run.result()
+
+
+def fold_batch(access: ModelAccess, run: AuditRun, x: np.ndarray, labels: np.ndarray | None = None) -> None:
+    """One batch into `run`: through the audit model where `access` runs variants (OrtModelAccess),
+    else by exposing the full tensors."""
+    if not hasattr(access, "forward_variant"):
+        run.update(access.forward(x, fetch=run.tensors), labels, batch_size=len(x))
+        return
+    names, build = run.graph_reductions()
+    values = access.forward_variant(("audit", names), build, x, names)
+    run.update_reduced(values, labels, batch_size=len(x), fetch_raw=lambda t: access.forward(x, fetch=t))

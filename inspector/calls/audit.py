@@ -15,7 +15,7 @@ def audit(loaded, prepare: Callable, batches: Iterable, *, layers: Sequence[str]
           labels: Sequence[int] | None = None, resume_state: bytes | None = None,
           checkpoint_every: int = 0) -> Generator[Progress, None, Result]:
     """Fold every batch into an AuditRun; progress per batch, checkpoints every k batches."""
-    from inspector.audit.audit import AuditRun
+    from inspector.audit.audit import AuditRun, fold_batch
     from inspector.graph.select import resolve_tensors
 
     if resume_state:
@@ -38,7 +38,7 @@ def audit(loaded, prepare: Callable, batches: Iterable, *, layers: Sequence[str]
                 raise errors.InvalidArgument(f"{len(labels)} labels were given but image {seen + len(x)} "
                                              "arrived; give one label per image", field="labels")
             batch_labels = labels[seen:seen + len(x)]
-        run.update(loaded.access.forward(x, fetch=run.tensors), batch_labels, batch_size=len(x))
+        fold_batch(loaded.access, run, x, batch_labels)
         seen += len(x)
         checkpoint = ()
         if checkpoint_every and (i + 1) % checkpoint_every == 0:

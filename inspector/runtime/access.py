@@ -9,7 +9,7 @@ class index or seed only changes the seed input.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,12 @@ class OrtModelAccess:
         if self.input_name in session.input_names:
             feeds[self.input_name] = x
         return self._run(session, feeds, list(fetch))
+
+    def forward_variant(self, key: tuple, build: Callable[[onnx.ModelProto], onnx.ModelProto],
+                        x: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run the variant that `build` makes from the model (built once per key, e.g. the audit model)."""
+        session = self._sessions.get((*self._key, "variant", *key), lambda: build(self._model), self._providers)
+        return self._run(session, {self.input_name: x}, list(outputs))
 
     def gradient_model(self, start: str, wrt: Sequence[str], policy: str = "standard",
                        fetch: Sequence[str] = ()):
