@@ -159,3 +159,19 @@ def test_relu_gradient_is_the_exact_mask_at_zero_and_below():
     got = analytic(single_op("Relu", {"x": x}), {"x": x}, "y", ["x"], seed)["x"]
     want = np.where(x > 0, seed, np.float32(0))
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_weight_shared_by_two_convs_is_flipped_once():
+    x = arr(1, 4, 6, 6)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "w"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, x.shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                          None)],
+        [numpy_helper.from_array(arr(4, 4, 3, 3), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    gm = build_gradient_model(model, "y", ["x"])
+    # the forward Convs are pruned (linear), so only the one flipped copy remains
+    assert len([t for t in gm.model.graph.initializer if t.dims[:2] == [4, 4]]) == 1
+    check_op(model, {"x": x}, eps=1.0, rtol=1e-4)

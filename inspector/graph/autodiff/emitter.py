@@ -25,6 +25,7 @@ class Emitter:
         self.policy = policy
         self.needs_grad = needs
         self.constants = constants or {}
+        self.derived: dict[tuple, str] = {}  # build-time tensors made from constants, by recipe
         self._count = 0
 
     def fresh(self, base: str) -> str:

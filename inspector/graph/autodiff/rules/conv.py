@@ -86,6 +86,8 @@ def flipped_weight(em: Emitter, w: str, group: int) -> str | None:
 
     None when W is not fixed at build time. Depthwise stays depthwise (group is kept).
     """
+    if ("flipped", w, group) in em.derived:  # a weight shared by several Convs is flipped once
+        return em.derived["flipped", w, group]
     value = em.constant(w)
     if value is None or value.ndim < 3:
         return None
@@ -93,7 +95,8 @@ def flipped_weight(em: Emitter, w: str, group: int) -> str | None:
     per_group = value.reshape(group, out_ch // group, in_per_group, *kernel).swapaxes(1, 2)
     flipped = per_group[(..., *[slice(None, None, -1)] * len(kernel))]
     shaped = flipped.reshape(group * in_per_group, out_ch // group, *kernel)
-    return em.const(np.ascontiguousarray(shaped), dtype=value.dtype)
+    em.derived["flipped", w, group] = em.const(np.ascontiguousarray(shaped), dtype=value.dtype)
+    return em.derived["flipped", w, group]
 
 
 @rule("Conv")
