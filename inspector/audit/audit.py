@@ -6,9 +6,13 @@ from any ModelAccess (see `audit_model`) and save `to_dict()` between batches to
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import onnx
@@ -40,6 +44,28 @@ from inspector.errors import FailedPrecondition, InvalidArgument
 
 _CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
                    "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")
+
+
+_PER_MODEL: OrderedDict[tuple, tuple[onnx.ModelProto, Any]] = OrderedDict()
+_PER_MODEL_LOCK = threading.Lock()
+
+
+def _per_model(model: onnx.ModelProto, key: tuple, compute: Callable[[], Any]) -> Any:
+    """compute() once per (model object, key): the shape inference and the filters' Gram matrices cost
+    about 1 s on a ResNet-18, and a server audits the same loaded (read-only) model again and again.
+    The entry holds the model, so its id cannot be reused while cached."""
+    full = (id(model), *key)
+    with _PER_MODEL_LOCK:
+        hit = _PER_MODEL.get(full)
+        if hit is not None and hit[0] is model:
+            _PER_MODEL.move_to_end(full)
+            return hit[1]
+    value = compute()
+    with _PER_MODEL_LOCK:
+        _PER_MODEL[full] = (model, value)
+        while len(_PER_MODEL) > 16:
+            _PER_MODEL.popitem(last=False)
+    return value
 
 
 def _number(v: float) -> float | None:
@@ -126,7 +152,8 @@ class AuditRun:
 
     def _reducible(self) -> list[str]:
         if self._reducible_tensors is None:
-            self._reducible_tensors = reducible(self.model, self.tensors)
+            self._reducible_tensors = list(_per_model(
+                self.model, ("reducible", tuple(self.tensors)), lambda: reducible(self.model, self.tensors)))
         return self._reducible_tensors
 
     def _fold(self, outputs: Mapping[str, np.ndarray], reduced: dict[str, ReducedBatch],
@@ -174,8 +201,9 @@ class AuditRun:
         """The audit as report.json holds it (see report.py for the contract)."""
         stats = self.aggregator.result() if self.aggregator else {}
         layers = {n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()}
-        weights = filter_health(weight_tensors(self.model), self.thresholds)
-        bn = batchnorm_health(batchnorm_params(self.model), self.thresholds)
+        weights, bn = copy.deepcopy(_per_model(self.model, ("weights", self.thresholds), lambda: (
+            filter_health(weight_tensors(self.model), self.thresholds),
+            batchnorm_health(batchnorm_params(self.model), self.thresholds))))
         summary = {
             "flagged_channels": {f: sum(layer["flag_counts"][f] for layer in layers.values())
                                  for f in ("dead", "rarely_active", "saturated", "range_outlier")},
