@@ -5,6 +5,9 @@ with Chan et al.'s parallel update, so batches and partial audits merge exactly)
 zero count, images where the channel is non-zero anywhere, values at a saturation bound,
 non-finite values (excluded from every other statistic) and a log-histogram for percentiles
 (see sketch.py). `to_dict`/`from_dict` are JSON-safe so an interrupted audit can resume.
+A batch arrives either as full tensors or as the in-graph reductions of reductions.py; then every
+statistic but the percentiles is still exact (up to float64 rounding of the sums) and the
+percentiles come from a strided subsample of each map (reductions.SAMPLE positions per image).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ class LayerStats:
     active_fraction: np.ndarray  # share of images where the channel is non-zero somewhere
     saturation_fraction: np.ndarray | None  # share of values at a bound; None: tensor has no bounds
     nonfinite_fraction: np.ndarray
-    p1: np.ndarray
-    p50: np.ndarray
+    p1: np.ndarray  # percentiles: approximate (sketch.RELATIVE_ERROR), and on the reduced path
+    p50: np.ndarray  # read from a strided subsample of each map
     p99: np.ndarray
 
 

@@ -2,6 +2,8 @@
 
 `AuditRun` is plain numpy over the tensors a forward pass returns, so the core can drive it
 from any ModelAccess (see `audit_model`) and save `to_dict()` between batches to resume later.
+Where the access runs model variants (OrtModelAccess.forward_variant), batches go through the
+audit model of reductions.py instead: per-channel sums and counts leave onnxruntime, not the maps.
 """
 
 from __future__ import annotations

@@ -75,16 +75,21 @@ class _Graph:
         self.model.CopyFrom(model)
         self.opset = _opset(model)
         self.count = 0
+        names = {t for n in model.graph.node for t in (*n.input, *n.output, n.name)}
+        names |= {t.name for t in model.graph.initializer}
+        self.prefix = "audit_reduction"
+        while any(n.startswith(self.prefix) for n in names):  # fresh names for every added tensor
+            self.prefix += "_"
 
     def node(self, op: str, inputs: Sequence[str], out: str | None = None, **attrs) -> str:
         self.count += 1
-        out = out or f"audit_reduction_{self.count}"
+        out = out or f"{self.prefix}_{self.count}"
         self.model.graph.node.append(helper.make_node(op, list(inputs), [out], name=f"{out}__node", **attrs))
         return out
 
     def const(self, value: np.ndarray) -> str:
         self.count += 1
-        name = f"audit_reduction_const_{self.count}"
+        name = f"{self.prefix}_const_{self.count}"
         self.model.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
@@ -114,12 +119,7 @@ def _add_tensor(g: _Graph, name: str, elem: int, positions: int | None,
     zero = g.node("Cast", [g.node("Equal", [flat, g.const(np.zeros(1, np.float32))])], to=zero_type)
     g.reduce("ReduceSum", zero, [2], output_name(name, "zeros"))  # per image: [N, C]
     g.node("Shape", [name], output_name(name, "shape"))
-    size = g.node("Slice", [g.node("Shape", [flat]), g.const(np.asarray([2], np.int64)),
-                                 g.const(np.asarray([3], np.int64))])
-    step = g.node("Div", [g.node("Add", [size, g.const(np.asarray([SAMPLE - 1], np.int64))]),
-                          g.const(np.asarray([SAMPLE], np.int64))])
-    g.node("Slice", [flat, g.const(np.asarray([0], np.int64)), g.const(np.asarray([2**62], np.int64)),
-                     g.const(np.asarray([2], np.int64)), step], output_name(name, "sample"))
+    _strided_sample(g, flat, output_name(name, "sample"))
     outputs = [("sum", TensorProto.DOUBLE), ("sumsq", TensorProto.DOUBLE), ("image_min", TensorProto.FLOAT),
                ("image_max", TensorProto.FLOAT), ("zeros", zero_type), ("shape", TensorProto.INT64),
                ("sample", TensorProto.FLOAT)]
@@ -132,6 +132,16 @@ def _add_tensor(g: _Graph, name: str, elem: int, positions: int | None,
         outputs.append(("saturated", zero_type))
     for part, kind in outputs:
         g.output(output_name(name, part), kind)
+
+
+def _strided_sample(g: _Graph, flat: str, out: str) -> None:
+    """flat[:, :, ::step] with step = ceil(M / SAMPLE) (at least 1), computed in the graph for any M."""
+    def ints(*v: int) -> str:
+        return g.const(np.asarray(v, np.int64))
+
+    size = g.node("Slice", [g.node("Shape", [flat]), ints(2), ints(3)])
+    step = g.node("Add", [g.node("Div", [g.node("Sub", [size, ints(1)]), ints(SAMPLE)]), ints(1)])
+    g.node("Slice", [flat, ints(0), ints(2**62), ints(2), step], out)
 
 
 def _positions(vi: onnx.ValueInfoProto | None) -> int | None:
