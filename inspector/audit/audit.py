@@ -117,7 +117,7 @@ class AuditRun:
         self.aggregator: ActivationAggregator | None = None
         self.tally = PredictionTally()
         self.classifier: bool | None = None
-        self._reducible_tensors: list[str] | None = None
+        self._graph_reductions: tuple[tuple[str, ...], Callable] | None = None
 
     def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                batch_size: int | None = None) -> None:
@@ -132,14 +132,17 @@ class AuditRun:
         """(outputs to fetch, a function building the audit model that returns them from the original).
 
         The audit model reduces each tensor it can inside the graph (reductions.py) and returns the
-        others whole; feed its outputs to `update_reduced`. Call again after the first batch: the
-        tensors dropped there are left out of the next model.
+        others whole; feed its outputs to `update_reduced`. The answer stays the same for the whole
+        run (tensors skipped on the first batch are still computed, and ignored), so one session serves.
         """
-        reduce = [t for t in self._reducible() if t in self.tensors]
-        raw = [t for t in self.tensors if t not in reduce]
-        names = tuple(dict.fromkeys(
-            [self.scores, *(o for t in reduce for o in reduced_outputs(t, t in self.bounds)), *raw]))
-        return names, lambda model: with_reductions(model, reduce, self.bounds, raw)
+        if self._graph_reductions is None:
+            reduce = list(_per_model(self.model, ("reducible", tuple(self.tensors)),
+                                     lambda: reducible(self.model, self.tensors)))
+            raw = [t for t in self.tensors if t not in reduce]
+            names = tuple(dict.fromkeys(
+                [self.scores, *(o for t in reduce for o in reduced_outputs(t, t in self.bounds)), *raw]))
+            self._graph_reductions = names, lambda model: with_reductions(model, reduce, self.bounds, raw)
+        return self._graph_reductions
 
     def update_reduced(self, values: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                        batch_size: int | None = None,
@@ -151,12 +154,6 @@ class AuditRun:
         """
         reduced = {t: read_reduced(values, t) for t in self.tensors if output_name(t, "sum") in values}
         self._fold(values, reduced, labels, batch_size, fetch_raw)
-
-    def _reducible(self) -> list[str]:
-        if self._reducible_tensors is None:
-            self._reducible_tensors = list(_per_model(
-                self.model, ("reducible", tuple(self.tensors)), lambda: reducible(self.model, self.tensors)))
-        return self._reducible_tensors
 
     def _fold(self, outputs: Mapping[str, np.ndarray], reduced: dict[str, ReducedBatch],
               labels: np.ndarray | None, batch_size: int | None,
