@@ -16,14 +16,14 @@ PROGRESS_GROUPS = ("preview", "checkpoint")  # items that belong to the progress
 class _Item:
     def __init__(self, start: pb.ItemStart) -> None:
         self.start = start
-        self.buffer = bytearray(start.nbytes)
+        self.buffer = np.empty(start.nbytes, np.uint8)  # not zero-filled: every byte gets written
         self.filled = 0
 
     def append(self, data: bytes) -> None:
         end = self.filled + len(data)
         if end > len(self.buffer):
             raise ValueError(f"item {self.start.name!r} received more bytes than announced")
-        self.buffer[self.filled:end] = data
+        self.buffer[self.filled:end] = np.frombuffer(data, np.uint8)
         self.filled = end
 
     def value(self):
@@ -32,9 +32,9 @@ class _Item:
         if self.start.WhichOneof("kind") == "tensor":
             meta = self.start.tensor
             dtype = np.dtype(meta.dtype).newbyteorder("<")
-            arr = np.frombuffer(self.buffer, dtype=dtype).reshape(tuple(meta.shape))
+            arr = self.buffer.view(dtype).reshape(tuple(meta.shape))
             return arr.astype(dtype.newbyteorder("="), copy=False)
-        return bytes(self.buffer)
+        return self.buffer.tobytes()
 
 
 def assemble(chunks: Iterable[pb.ResultChunk],
