@@ -120,10 +120,11 @@ class Run:
         for i0 in range(0, count, batch_size):
             self.access.check_cancelled()
             xs, rows = images(i0, min(count, i0 + batch_size))
-            grads = np.asarray(self.gradients(xs, [name], rows, policy)[name], np.float64)
-            if weights is not None:
-                grads *= weights[i0:i0 + len(xs)].reshape((-1,) + (1,) * (grads.ndim - 1))
-            np.add.at(total, rows, grads)
+            grads = self.gradients(xs, [name], rows, policy)[name]
+            w = np.ones(len(xs)) if weights is None else np.asarray(weights[i0:i0 + len(xs)], np.float64)
+            for row in np.unique(rows):  # a weighted sum per source image (np.add.at is slow)
+                pick = rows == row
+                total[row] += np.tensordot(w[pick], grads[pick], axes=1)
         return total.astype(np.float32)
 
     def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0) -> np.ndarray:
