@@ -18,7 +18,7 @@ demo: setup
 	$(VENV)/bin/inspector demo --out demo-out
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 	$(VENV)/bin/ruff check .
 
 test-slow: setup
