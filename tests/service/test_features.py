@@ -120,3 +120,13 @@ def test_weights_equal_initializers(client, cnn):
     stats = client.weight_stats("features-cnn", ["conv1"])["conv1.weight"]
     np.testing.assert_allclose(stats["l2_norm"], np.linalg.norm(inits["conv1.weight"].reshape(8, -1), axis=1),
                                rtol=1e-6)
+
+
+def test_second_identical_request_builds_nothing(client, server, cnn):
+    x = np.random.default_rng(9).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    client.feature_maps("features-cnn", x, ["conv2a", "relu4_out"])
+    before = server.inspector.sessions.stats()
+    again = client.feature_maps("features-cnn", x, ["conv2a", "relu4_out"])
+    after = server.inspector.sessions.stats()
+    assert after["misses"] == before["misses"] and after["hits"] > before["hits"]
+    assert set(again) == {"conv2a_out", "relu4_out"}
