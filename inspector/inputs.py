@@ -24,14 +24,20 @@ class InputData:
 @dataclass(frozen=True)
 class PreparedInput:
     x: np.ndarray  # the model's input batch
-    spec: object  # imaging.preprocess.ResolvedSpec used (also for tensors: to display them)
-    from_images: bool
+    spec: object | None  # imaging.preprocess.ResolvedSpec (for tensors too, when one resolves)
 
     def display(self, i: int) -> np.ndarray:
-        """Image i in display space (uint8 HxWx3) for overlays."""
+        """Image i in display space (uint8 HxWx3) for overlays; min-max scaled without a spec."""
         from inspector.imaging.preprocess import to_display
 
-        return to_display(self.x[i], self.spec)
+        if self.spec is not None:
+            return to_display(self.x[i], self.spec)
+        img = np.asarray(self.x[i], np.float64)
+        img = img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] in (1, 3) else img
+        img = img if img.ndim == 3 else img[..., None]
+        lo, hi = img.min(), img.max()
+        scaled = np.round((img - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
+        return np.repeat(scaled, 3, axis=2) if scaled.shape[2] == 1 else scaled[..., :3]
 
 
 def spec_to_dict(spec: PreprocessSpec | None) -> dict:
@@ -55,7 +61,6 @@ def spec_from_dict(data: dict | None) -> PreprocessSpec:
 def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | None,
                   *, max_batch: int, max_pixels: int, max_bytes: int) -> PreparedInput:
     """Decode + preprocess images, or check a raw tensor; the batch size is bounded."""
-    from inspector.imaging.decode import decode_image  # noqa: F401  (validates inside preprocess)
     from inspector.imaging.preprocess import preprocess_images, resolve_spec
 
     spec_dict = {**(stored_spec or {}), **(inp.preprocess or {})}
@@ -65,22 +70,23 @@ def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | No
                                      field="input")
     if has_tensor:
         x = np.asarray(inp.tensor)
-        if x.ndim == 0 or x.shape[0] > max_batch:
-            raise errors.ResourceExhausted(
-                f"batch of {x.shape[0] if x.ndim else 0} exceeds the limit of {max_batch} per call",
-                field="input") if x.ndim else errors.InvalidArgument("the input tensor is a scalar",
-                                                                     field="input.tensor")
+        if x.ndim == 0:
+            raise errors.InvalidArgument("the input tensor is a scalar; send a batch [N, ...]",
+                                         field="input.tensor")
+        if x.shape[0] > max_batch:
+            raise errors.ResourceExhausted(f"batch of {x.shape[0]} exceeds the limit of {max_batch} per call",
+                                           field="input")
         try:
             spec = resolve_spec(spec_from_dict(spec_dict), _with_shape(input_info, x.shape))
         except errors.InspectorError:
             spec = None  # a raw tensor needs no spec; overlays fall back to min-max display
-        return PreparedInput(x, spec, from_images=False)
+        return PreparedInput(x, spec)
     if len(inp.images) > max_batch:
         raise errors.ResourceExhausted(
             f"batch of {len(inp.images)} images exceeds the limit of {max_batch} per call", field="input")
     spec = resolve_spec(spec_from_dict(spec_dict), input_info)
     x = preprocess_images(list(inp.images), spec, max_pixels=max_pixels, max_bytes=max_bytes)
-    return PreparedInput(x, spec, from_images=True)
+    return PreparedInput(x, spec)
 
 
 def _with_shape(info: TensorInfo, shape: tuple[int, ...]) -> TensorInfo:
