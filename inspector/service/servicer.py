@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import uuid
 from collections.abc import Iterator
@@ -67,8 +68,6 @@ def handled(rpc):
                 yield from rpc(self, request, context)
         except Exception as exc:  # noqa: BLE001
             _abort(context, exc, rpc.__name__, request_id)
-
-    import inspect
 
     return streaming if inspect.isgeneratorfunction(rpc) else unary
 
