@@ -153,7 +153,7 @@ def test_relu_mask_reads_the_relu_output_so_conv_relu_can_fuse():
 
 
 def test_relu_gradient_is_the_exact_mask_at_zero_and_below():
-    """Sign(y)*g equals where(x > 0, g, 0) bit for bit, also at x == 0 and x == -0."""
+    """The Relu mask times g equals where(x > 0, g, 0) bit for bit, also at x == 0 and x == -0."""
     x = np.array([[-2.0, -0.0, 0.0, 1e-30, 3.0, -1e-30, 7.5, 0.0]], np.float32)
     seed = np.array([[1.5, -2.0, 3.0, -4.25, 5.0, 6.0, -1e30, 1e-30]], np.float32)
     got = analytic(single_op("Relu", {"x": x}), {"x": x}, "y", ["x"], seed)["x"]
