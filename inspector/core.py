@@ -192,6 +192,7 @@ class Inspector:
                                      stored.metadata.get("preprocess"), self.config):
                 log.warning("model %s: %s", stored.id[:12], warning)
             loaded = self._open(stored.id)
+            loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
         except errors.InspectorError:
             self._forget(stored.id)
             raise
@@ -239,7 +240,6 @@ class Inspector:
                                 source=stored.path)
         loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
                              warnings, access, dict(stored.metadata))
-        access.session_for_outputs(())  # a first session: fails here on models ORT refuses
         with self._lock:
             self._loaded[stored.id] = loaded
             while len(self._loaded) > self.config.max_sessions:  # oldest opened goes first
@@ -251,11 +251,17 @@ class Inspector:
 
         d = loaded.description
         stored = self.store.get(loaded.id)
-        if loaded.blocking is None:
-            try:
-                loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
-            except errors.InspectorError as exc:
-                loaded.blocking = [exc.message]
+        if loaded.blocking is None:  # building the gradient model is the test; kept in the store
+            saved = stored.metadata.get("differentiability") or {}
+            if saved.get("rules") == _rules_version():
+                loaded.blocking = list(saved["blocking_ops"])
+            else:
+                try:
+                    loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
+                except errors.InspectorError as exc:
+                    loaded.blocking = [exc.message]
+                self.store.update_metadata(loaded.id, {**stored.metadata, "differentiability": {
+                    "rules": _rules_version(), "blocking_ops": loaded.blocking}})
         blocking = loaded.blocking
         return ModelInfo(id=loaded.id, name=stored.name, size_bytes=stored.size_bytes,
                          inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
@@ -273,6 +279,15 @@ class Inspector:
     def open(self, ref: str) -> LoadedModel:
         """The opened model (graph, access) for in-process use of methods."""
         return self._open(ref)
+
+
+def _rules_version() -> str:
+    """Changes whenever the gradient engine's set of rules does (a saved verdict goes stale)."""
+    import hashlib
+
+    from inspector.graph.autodiff import supported_ops
+
+    return hashlib.sha256(",".join(supported_ops()).encode()).hexdigest()[:16]
 
 
 def _short(exc: Exception) -> str:
