@@ -41,3 +41,15 @@ def test_direction_classifier_probability_climbs(real_model_path):
     probs = access.forward(res.inputs)[access.output_names[0]]
     np.testing.assert_allclose(probs[[0, 1], [0, 1]], res.final_objective, rtol=1e-4)
     assert np.all(res.final_objective > 0.9) and np.all(res.final_objective > res.initial_objective)
+
+
+def test_channel_objectives_grow_tenfold_on_a_real_detector(real_model_path):
+    """PP-OCR's first ReLU: every live channel ends >= 10x its value on the starting image (channel 1
+    never fires for any valid image we found, so it is left out)."""
+    model = real_model(real_model_path, "ppocr-det", "ch_PP-OCRv4_det_infer.onnx")
+    access = OrtModelAccess(model)
+    channels = [0, 2, 3, 4, 5, 6, 7]
+    to_input = normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    res = run_to_end(maximize(access, "relu_0.tmp_0", channels, MaximizeConfig(steps=64), to_input, (64, 64)))
+    started = res.initial_objective
+    assert np.all(res.final_objective >= 10 * np.maximum(started, 0.05)), (started, res.final_objective)
