@@ -44,8 +44,8 @@ def test_direction_classifier_probability_climbs(real_model_path):
 
 
 def test_channel_objectives_grow_tenfold_on_a_real_detector(real_model_path):
-    """PP-OCR's first ReLU: every live channel ends >= 10x its value on the starting image (channel 1
-    never fires for any valid image we found, so it is left out)."""
+    """PP-OCR's first ReLU: every channel that the optimizer wakes ends >= 10x its value on the
+    starting image (channel 1 stays silent: zero on the start image and no gradient reaches it)."""
     model = real_model(real_model_path, "ppocr-det", "ch_PP-OCRv4_det_infer.onnx")
     access = OrtModelAccess(model)
     channels = [0, 2, 3, 4, 5, 6, 7]
