@@ -67,8 +67,7 @@ def small_model_bytes() -> bytes:
 
 
 def third_party_model(relative: str) -> Path:
-    """A real model unpacked under /tmp/models; skips the test when it is not there."""
-    path = Path("/tmp/models") / relative
-    if not path.is_file():
-        pytest.skip(f"real model {relative} is not unpacked under /tmp/models")
-    return path
+    """A real model from the installed wheels (inspector.models_zoo; CI installs them)."""
+    from inspector.models_zoo import model_path
+
+    return model_path(Path(relative).name)
