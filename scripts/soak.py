@@ -82,9 +82,9 @@ def soak(minutes: float, clients: int, warmup_s: float, seed: int = 0) -> dict:
     with InspectorClient(address, timeout=120) as setup:
         models = {"small_cnn": setup.load_model(small_cnn().SerializeToString()).id,
                   "resnet": setup.load_model(resnet18_like(size=64).SerializeToString()).id}
-        real = Path("/tmp/models/rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
-        if real.is_file():
-            models["real"] = setup.load_model(real.read_bytes()).id
+        from inspector.models_zoo import model_path
+
+        models["real"] = setup.load_model(model_path("ppocr-cls")).id
     latencies: dict[str, list[float]] = defaultdict(list)
     codes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     rss: list[tuple[float, float]] = []
