@@ -77,6 +77,12 @@ class Inspector:
     def list_models(self) -> list[ModelInfo]:
         return [self._info(self._open(s.id), layers=False) for s in self.store.list()]
 
+    def quarantined(self) -> list[str]:
+        """Store entries moved aside as corrupt when the server started (see store.vetting)."""
+        from inspector.store.vetting import quarantined
+
+        return quarantined(self.config.store_dir)
+
     def model_info(self, ref: str) -> ModelInfo:
         return self._info(self._open(ref), layers=True)
 

@@ -118,7 +118,8 @@ class InspectorServicer(pb_grpc.InspectorServicer):
 
     @handled
     def ListModels(self, request, context):
-        return pb.ListModelsResponse(models=[self._info(i) for i in self.core.list_models()])
+        return pb.ListModelsResponse(models=[self._info(i) for i in self.core.list_models()],
+                                     quarantined=self.core.quarantined())
 
     @handled
     def GetModelInfo(self, request, context):

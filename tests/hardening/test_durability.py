@@ -41,6 +41,8 @@ def test_corrupt_entries_are_quarantined_on_start(make_server, small_model_bytes
     x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     with InspectorClient(second.address, timeout=60) as client:
         assert [m.id for m in client.list_models()] == [good]
+        reported = client.quarantined_models()  # what ListModels tells any client
+        assert sorted(n.rsplit("-", 1)[0] for n in reported) == sorted([flipped, headless.name])
         want = ort.InferenceSession(small_model_bytes).run(None, {"input": x})[0]
         np.testing.assert_allclose(next(iter(client.infer(good, x).values())), want, rtol=1e-5)
     third = make_server(store_dir=store, vetting=False)  # nothing new to quarantine

@@ -108,6 +108,10 @@ class InspectorClient:
     def list_models(self) -> list[ModelInfo]:
         return [_model_info(m) for m in self._call(self._stub.ListModels, pb.ListModelsRequest()).models]
 
+    def quarantined_models(self) -> list[str]:
+        """Store entries the server found corrupt on start and moved aside ("<id>-<time>")."""
+        return list(self._call(self._stub.ListModels, pb.ListModelsRequest()).quarantined)
+
     def model_info(self, model: str) -> ModelInfo:
         return _model_info(self._call(self._stub.GetModelInfo, pb.ModelRef(model=model)))
 
