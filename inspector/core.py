@@ -21,6 +21,7 @@ from inspector.inputs import InputData, PreparedInput, prepare_input, spec_from_
 from inspector.results import Result
 
 log = logging.getLogger("inspector")
+MAXIMIZE_SIZE = (128, 128)  # activation maximization on models without a fixed input size
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Inspector:
                      checkpoint_every=checkpoint_every)
 
     def _image_spec(self, loaded: LoadedModel, size=None):
-        """The model's resolved preprocessing; a symbolic input size takes `size` or 224."""
+        """The model's resolved preprocessing; with `size`, images of that size (any model)."""
         from inspector.imaging.preprocess import resolve_spec
 
         spec = dict(loaded.metadata.get("preprocess") or {})
@@ -178,8 +179,8 @@ class Inspector:
             spec.pop("crop", None)
         try:
             return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
-        except errors.InvalidArgument:
-            spec["resize"], spec["crop"] = (224, 224), None
+        except errors.InvalidArgument:  # a dynamic input size and no resize: the default size
+            spec["resize"], spec["crop"] = MAXIMIZE_SIZE, None
             return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
 
     # ---- internals ----------------------------------------------------------------------

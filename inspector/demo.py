@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from inspector_client.errors import describe_error
 
+from inspector.cli.client_commands import file_name
+
 MODEL = "yolov8n-nudenet"
 FEATURE_LAYERS = ["/model.0/act/Mul", "/model.2/cv2/act/Mul", "/model.4/cv2/act/Mul",
                   "/model.6/cv2/act/Mul", "/model.9/cv2/act/Mul"]
@@ -98,7 +100,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
     figures = []
     pngs = client.render_feature_maps("yolov8n", photo, FEATURE_LAYERS, top_k=16)
     for name, png in pngs.items():
-        path = f"features_{_safe(name)}.png"
+        path = f"features_{file_name(name)}.png"
         (out / path).write_bytes(png)
         figures.append((path, f"{name}: top 16 channels by mean activation"))
     sections.append(_gallery("Feature maps", figures))
@@ -107,7 +109,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
     filters = client.render_weights("yolov8n", [first_conv.name], mode="rgb")
     figures = []
     for name, png in filters.items():
-        path = f"filters_{_safe(name)}.png"
+        path = f"filters_{file_name(name)}.png"
         (out / path).write_bytes(png)
         figures.append((path, f"{name}: first-layer filters as colour images"))
     sections.append(_gallery("Filters", figures))
@@ -122,7 +124,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
         except Exception as exc:  # show what failed instead of stopping the demo
             figures.append(("", f"{method}: failed: {describe_error(exc)}"))
             continue
-        path = f"cam_{_safe(method)}.png"
+        path = f"cam_{file_name(method)}.png"
         (out / path).write_bytes(exp.overlay_png[0])
         figures.append((path, f"{method} for {label} at {', '.join(exp.layer) or 'input'}"))
         report[method] = {"score": exp.score, "layer": exp.layer}
@@ -146,11 +148,6 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
     (out / "summary.json").write_text(json.dumps({"label": label, "score": score, "cams": report,
                                                   "seconds": time.perf_counter() - t0}, indent=2))
     return _page(sections)
-
-
-def _safe(name: str) -> str:
-    name = name.replace("+", "plus")
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
 
 def _gallery(title: str, figures: list[tuple[str, str]]) -> str:

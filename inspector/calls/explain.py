@@ -9,18 +9,6 @@ import numpy as np
 from inspector.results import Result
 
 
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 64 else f"array{list(value.shape)}"
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def explain(loaded, prepared, method: str, target, layers: Sequence[str] | None, params: dict,
             *, overlay: bool = True, cmap: str = "jet", alpha: float = 0.5) -> Result:
     from inspector.graph.select import resolve_tensors
@@ -35,7 +23,7 @@ def explain(loaded, prepared, method: str, target, layers: Sequence[str] | None,
         "method": exp.method, "layers": list(exp.layers), "targets": list(exp.targets),
         "score": [float(s) for s in exp.score],
         "score_after": None if exp.score_after is None else [float(s) for s in exp.score_after],
-        "params": _jsonable(exp.params)})
+        "params": dict(exp.params)})  # the service edge makes them JSON
     result.add("heatmap", "heatmap", np.asarray(exp.heatmap, np.float32))
     if exp.layer_heatmap is not None:
         result.add("layer_heatmap", "layer_heatmap", np.asarray(exp.layer_heatmap, np.float32))

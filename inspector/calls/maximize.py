@@ -36,9 +36,7 @@ def maximize(loaded, spec, layer: str, channels: Sequence[int], *, steps: int, o
     from inspector.maximize import maximize as run
 
     params = dict(params)
-    size = params.pop("size", None)
-    if size is None:
-        size = tuple(s if s else 128 for s in spec.size)
+    size = params.pop("size", None) or (spec.crop or spec.resize or spec.size)
     size = (int(size), int(size)) if isinstance(size, int | float) else tuple(int(s) for s in size)
     for key in ("jitter", "position"):
         if isinstance(params.get(key), list):

@@ -34,8 +34,24 @@ def _json_default(value):
     return str(value)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def file_name(name: str) -> str:
+    """A tensor, layer or method name as a file name ("/model.0/Conv" -> "model.0_Conv")."""
+    name = name.replace("+", "plus")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
+
+
+def _write_all(out: Path, items: dict, suffix: str) -> list[str]:
+    """Each array as .npy or each PNG's bytes into out/, named after its key; the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, value in items.items():
+        path = out / f"{file_name(name)}{suffix}"
+        if suffix == ".npy":
+            np.save(path, value)
+        else:
+            path.write_bytes(value)
+        written.append(str(path))
+    return written
 
 
 def _params(pairs: list[str]) -> dict:
@@ -95,35 +111,21 @@ def _models(args, c) -> None:
 
 
 def _features(args, c) -> None:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
     if args.format == "npy":
-        for name, arr in c.feature_maps(args.model, args.image, args.layer).items():
-            np.save(out / f"{_safe(name)}.npy", arr)
-            written.append(str(out / f"{_safe(name)}.npy"))
+        written = _write_all(Path(args.out), c.feature_maps(args.model, args.image, args.layer), ".npy")
     else:
         pngs = c.render_feature_maps(args.model, args.image, args.layer, cmap=args.cmap, top_k=args.top_k)
-        for name, png in pngs.items():
-            (out / f"{_safe(name)}.png").write_bytes(png)
-            written.append(str(out / f"{_safe(name)}.png"))
-    _emit(args, {"files": written}, f"wrote {len(written)} files to {out}")
+        written = _write_all(Path(args.out), pngs, ".png")
+    _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
 
 def _weights(args, c) -> None:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
     if args.format == "npy":
-        for name, arr in c.weights(args.model, args.layer).items():
-            written.append(str(out / f"{_safe(name)}.npy"))
-            np.save(written[-1], arr)
+        written = _write_all(Path(args.out), c.weights(args.model, args.layer), ".npy")
     else:
         pngs = c.render_weights(args.model, args.layer, mode=args.mode, histogram=args.format == "histogram")
-        for name, png in pngs.items():
-            written.append(str(out / f"{_safe(name)}.png"))
-            Path(written[-1]).write_bytes(png)
-    _emit(args, {"files": written}, f"wrote {len(written)} files to {out}")
+        written = _write_all(Path(args.out), pngs, ".png")
+    _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
 
 def _explain(args, c) -> None:
@@ -191,12 +193,9 @@ def dispatch(args: argparse.Namespace) -> int:
             elif args.command == "weights":
                 _weights(args, c)
             elif args.command == "gradients":
-                out = Path(args.out)
-                out.mkdir(parents=True, exist_ok=True)
                 grads = c.gradients(args.model, args.image, args.wrt, target=args.target, policy=args.policy)
-                for name, arr in grads.items():
-                    np.save(out / f"{_safe(name)}.npy", arr)
-                _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(grads)} files to {out}")
+                written = _write_all(Path(args.out), grads, ".npy")
+                _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(written)} files to {args.out}")
             elif args.command == "explain":
                 _explain(args, c)
             elif args.command == "methods":

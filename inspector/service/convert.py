@@ -105,12 +105,13 @@ def dict_to_struct(data: dict) -> struct_pb2.Struct:
 
 
 def _plain(value):
+    """JSON-able scalars for a Struct; arrays above 64 elements become "array[shape]"."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return _plain(value.tolist()) if value.size <= 64 else f"array{list(value.shape)}"
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
