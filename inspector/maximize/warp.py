@@ -1,6 +1,6 @@
 """Random geometric transforms ("transformation robustness") as one bilinear resampling.
 
-Each transform (pad, jitter, scale, rotate, resize) is an affine map from output pixel
+Each transform (pad, jitter, scale, rotate, center cut) is an affine map from output pixel
 coordinates to source coordinates plus an output size; a chain composes into one matrix and
 is applied with one bilinear sampling. The sampling is linear in the image (plus a constant
 fill where it reads outside the source), so its exact adjoint is a scatter-add with the same
@@ -30,10 +30,6 @@ class Affine:
 
 def _shift(dy: float, dx: float) -> np.ndarray:
     return np.array([[1.0, 0.0, dy], [0.0, 1.0, dx], [0.0, 0.0, 1.0]])
-
-
-def identity(size: Size) -> Affine:
-    return Affine(np.eye(3), size)
 
 
 def pad(size: Size, p: int) -> Affine:
@@ -68,13 +64,6 @@ def rotate(size: Size, degrees: float) -> Affine:
 def center(size: Size, out: Size) -> Affine:
     """Cut (or grey-pad) the canvas to `out` around its center, at scale 1."""
     return Affine(_shift((size[0] - out[0]) // 2, (size[1] - out[1]) // 2), out)
-
-
-def resize(size: Size, out: Size) -> Affine:
-    """Resample the canvas to `out` (pixel-center aligned, like align_corners=False)."""
-    sy, sx = size[0] / out[0], size[1] / out[1]
-    m = np.array([[sy, 0.0, 0.5 * sy - 0.5], [0.0, sx, 0.5 * sx - 0.5], [0.0, 0.0, 1.0]])
-    return Affine(m, out)
 
 
 class Resample:

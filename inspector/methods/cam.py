@@ -12,7 +12,7 @@ import numpy as np
 from inspector.access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
-from inspector.methods.layers import check_layers, default_layer
+from inspector.methods.layers import check_layers, default_layer_for
 from inspector.methods.maps import first_component, flag, scale_maps, upsample
 from inspector.methods.run import Run
 
@@ -39,7 +39,7 @@ class BaseCAM(Method):
     defaults: dict[str, object] = {"aug_smooth": False, "eigen_smooth": False}
 
     def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
-        return check_layers(access.graph, layers) if layers else [default_layer(access.graph, input_shape or None)]
+        return check_layers(access.graph, layers) if layers else [default_layer_for(access, input_shape)]
 
     def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
         from inspector.methods.attention import squeeze_excitation_gates

@@ -8,7 +8,6 @@ import numpy as np
 from inspector.access import ModelAccess
 from inspector.methods.base import Explanation, Method
 from inspector.methods.gradcam import GradCAM
-from inspector.methods.layers import check_layers, default_layer
 from inspector.methods.maps import positive_int, scale_by_max, scale_maps, unit_float
 from inspector.methods.run import Run
 
@@ -25,21 +24,25 @@ def input_gradient(run: Run, policy: str = "standard") -> np.ndarray:
     return np.asarray(run.gradients(run.x, [name], policy=policy)[name], np.float32)
 
 
-class Saliency(Method):
-    name = "saliency"
+class InputGradientMethod(Method):
+    """Methods built on d(target)/d(input) at x: with a default target, the first run gives it."""
+
     uses_gradients = True
-    doc = "|d target / d input|, max over channels (Simonyan et al., ICLR-W 2014, arXiv:1312.6034)."
 
     def gradients_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
         return [access.input_name]
+
+
+class Saliency(InputGradientMethod):
+    name = "saliency"
+    doc = "|d target / d input|, max over channels (Simonyan et al., ICLR-W 2014, arXiv:1312.6034)."
 
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
         return finish_input(run, self.name, input_gradient(run), "absmax", params)
 
 
-class InputXGradient(Method):
+class InputXGradient(InputGradientMethod):
     name = "inputxgradient"
-    uses_gradients = True
     doc = "input * gradient, |sum over channels| for the map (Shrikumar et al., arXiv:1605.01713)."
 
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
@@ -80,16 +83,12 @@ class GuidedBackprop(Method):
         return finish_input(run, self.name, input_gradient(run, "guided_backprop"), "absmax", params)
 
 
-class GuidedGradCAM(Method):
+class GuidedGradCAM(GradCAM):
+    """Grad-CAM's layer choice and single first run (layers and their gradients), then guided backprop."""
+
     name = "guided_gradcam"
-    uses_gradients = True
+    defaults: dict[str, object] = {}
     doc = "Guided backprop times the upsampled Grad-CAM map (Selvaraju et al., ICCV 2017)."
-
-    def layers_for(self, access: ModelAccess, layers: list[str], input_shape: tuple[int, ...] = ()) -> list[str]:
-        return check_layers(access.graph, layers) if layers else [default_layer(access.graph, input_shape or None)]
-
-    def fetch_for(self, access: ModelAccess, layers: list[str]) -> list[str]:
-        return layers
 
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
         gradcam = GradCAM()

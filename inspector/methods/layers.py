@@ -110,3 +110,12 @@ def check_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
         raise InvalidArgument(f"unknown layer tensor(s) {', '.join(missing)}; use the output tensor names "
                               "of the model's nodes (see the layer table)", field="layers")
     return list(layers)
+
+
+def default_layer_for(access, input_shape: Sequence[int] | None = None) -> str:
+    """default_layer, remembered per input shape by accesses that offer `memo` (shape inference
+    on the whole model is the cost: 10-200 ms a request otherwise)."""
+    shape = tuple(input_shape) if input_shape else None
+    compute = lambda: default_layer(access.graph, shape)  # noqa: E731
+    memo = getattr(access, "memo", None)
+    return memo(("default_layer", shape), compute) if memo else compute()

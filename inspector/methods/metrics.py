@@ -117,12 +117,13 @@ def evaluate(access: ModelAccess, x: np.ndarray, explanation: Explanation, metri
         raise InvalidArgument(f"heatmap shape {list(heat.shape)} does not match the images "
                               f"[{len(run.x)}, {run.size[0]}, {run.size[1]}]", field="heatmap")
     ranks, steps, batch = _ranks(heat), positive_int(p, "steps"), positive_int(p, "batch_size")
-    blurred = gaussian_blur(run.x, unit_float(p, "blur_sigma", 0.1, 1e4), (1, 2) if run.layout == "NHWC" else (2, 3))
     out: dict[str, np.ndarray] = {}
     if "deletion" in metrics:
         out["deletion_curve"] = _curve(run, ranks, run.x, np.zeros_like(run.x), steps, batch)
         out["deletion"] = np.trapezoid(out["deletion_curve"], dx=1 / steps, axis=1)
-    if "insertion" in metrics:
+    if "insertion" in metrics:  # from a blurred copy towards the image
+        axes = (1, 2) if run.layout == "NHWC" else (2, 3)
+        blurred = gaussian_blur(run.x, unit_float(p, "blur_sigma", 0.1, 1e4), axes)
         out["insertion_curve"] = _curve(run, ranks, blurred, run.x, steps, batch)
         out["insertion"] = np.trapezoid(out["insertion_curve"], dx=1 / steps, axis=1)
     if "road" in metrics:

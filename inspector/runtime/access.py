@@ -8,6 +8,7 @@ class index or seed only changes the seed input.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import onnx
 
 from inspector.graph.expose import expose_tensors
-from inspector.runtime.cancellation import is_cancelled, raise_if_cancelled
+from inspector.runtime.cancellation import cancellation_active, is_cancelled, raise_if_cancelled
 from inspector.runtime.sessions import Session, SessionCache
 
 
@@ -32,7 +33,8 @@ class OrtModelAccess:
         self._source = source  # the file on disk, so a plain session loads external data by path
         self._lock = threading.Lock()
         self._exposed: dict[tuple, dict[str, str]] = {}
-        self._gradients: dict[tuple, object] = {}
+        self._gradients: dict[tuple, object] = {}  # GradientModel without its ModelProto
+        self._memo: dict[tuple, object] = {}
         self._used: tuple[str, ...] = ()
         inits = {i.name for i in model.graph.initializer}
         self._inputs = [i.name for i in model.graph.input if i.name not in inits]
@@ -57,9 +59,18 @@ class OrtModelAccess:
     def check_cancelled(self) -> None:
         raise_if_cancelled()
 
+    def memo(self, key: tuple, compute):
+        """A value derived from the model alone (default layer, a selection), computed once."""
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._lock:
+            return self._memo.setdefault(key, value)
+
     def _run(self, session: Session, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
         self._used = session.providers
-        return session.run(feeds, outputs, cancelled=is_cancelled)
+        return session.run(feeds, outputs, cancelled=is_cancelled if cancellation_active() else None)
 
     def session_for_outputs(self, names: Sequence[str], *, float16: bool = False) -> tuple[Session, dict[str, str]]:
         """The session exposing `names` (beyond the graph outputs) and name -> output name."""
@@ -116,17 +127,23 @@ class OrtModelAccess:
 
     def gradient_model(self, start: str, wrt: Sequence[str], policy: str = "standard",
                        fetch: Sequence[str] = ()):
-        """The cached GradientModel for (start, wrt, policy, fetch)."""
+        """(key, GradientModel, build): after the first build only the names are kept here; the
+        ModelProto (weights included) lives in the cached sessions and `build()` remakes it."""
         from inspector.graph.autodiff import build_gradient_model
 
         key = (start, tuple(wrt), policy, tuple(fetch))
+
+        def build():
+            return build_gradient_model(self._model, start, list(wrt), policy=policy, fetch=list(fetch))
+
         with self._lock:
-            gm = self._gradients.get(key)
-        if gm is None:
-            gm = build_gradient_model(self._model, start, list(wrt), policy=policy, fetch=list(fetch))
-            with self._lock:
-                self._gradients[key] = gm
-        return key, gm
+            names = self._gradients.get(key)
+        if names is not None:
+            return key, names, lambda: build().model
+        gm = build()
+        with self._lock:
+            self._gradients[key] = dataclasses.replace(gm, model=None)
+        return key, gm, lambda: gm.model
 
     def backward_top1(self, x: np.ndarray, start: str, wrt: Sequence[str], policy: str = "standard",
                       fetch: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -137,9 +154,10 @@ class OrtModelAccess:
         from inspector.graph.seeding import seed_from_top1
 
         fetch = list(dict.fromkeys([*fetch, start]))
-        key, gm = self.gradient_model(start, wrt, policy, fetch)
+        key, gm, build = self.gradient_model(start, wrt, policy, fetch)
         session = self._sessions.get((*self._key, "grad-top1", *key),
-                                     lambda: seed_from_top1(gm, start).model, self._providers)
+                                     lambda: seed_from_top1(dataclasses.replace(gm, model=build()), start).model,
+                                     self._providers)
         return self._run_gradient(session, gm, {self.input_name: x})
 
     def _run_gradient(self, session: Session, gm, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -151,8 +169,8 @@ class OrtModelAccess:
 
     def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
                  policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        key, gm = self.gradient_model(start, wrt, policy, fetch)
-        session = self._sessions.get((*self._key, "grad", *key), lambda: gm.model, self._providers)
+        key, gm, build = self.gradient_model(start, wrt, policy, fetch)
+        session = self._sessions.get((*self._key, "grad", *key), build, self._providers)
         feeds = {self.input_name: x, gm.seed_input: np.ascontiguousarray(seed, np.float32)}
         grads, fetched = self._run_gradient(session, gm, feeds)
         return {**fetched, **grads}  # a name both fetched and differentiated means its gradient

@@ -25,6 +25,11 @@ def cancellable(is_cancelled: Callable[[], bool]) -> Iterator[None]:
         _check.reset(token)
 
 
+def cancellation_active() -> bool:
+    """True inside a call that can be cancelled (a service RPC); in-process runs need no watcher."""
+    return _check.get() is not None
+
+
 def is_cancelled() -> bool:
     check = _check.get()
     return bool(check and check())

@@ -27,9 +27,8 @@ def _dot_test(affine: warp.Affine, source=SIZE) -> None:
     lambda: warp.scale(SIZE, 0.9),
     lambda: warp.rotate(SIZE, 10.0),
     lambda: warp.rotate(SIZE, -7.3),
-    lambda: warp.resize(SIZE, (9, 20)),
     lambda: warp.center(SIZE, (9, 20)),
-], ids=["pad", "jitter", "zoom_in", "zoom_out", "rotate", "rotate_neg", "resize", "center"])
+], ids=["pad", "jitter", "zoom_in", "zoom_out", "rotate", "rotate_neg", "center"])
 def test_every_transform_has_an_exact_adjoint(make):
     _dot_test(make())
 
@@ -65,10 +64,10 @@ def test_zoom_of_a_linear_ramp_scales_its_slope():
     np.testing.assert_allclose(np.diff(mid), 0.5, atol=1e-5)  # zoom x2: half the slope
 
 
-def test_resize_keeps_a_constant_image_constant():
+def test_rotation_keeps_a_constant_image_constant_inside():
     img = np.full((2, *SIZE, 3), 0.3, np.float32)
-    out = Resample(warp.resize(SIZE, (26, 34)), SIZE, fill=0.9)(img)
-    interior = out[:, 1:-1, 1:-1]
+    out = Resample(warp.rotate(SIZE, 10.0), SIZE, fill=0.9)(img)
+    interior = out[:, 4:-4, 4:-4]  # away from corners that rotate in from outside
     np.testing.assert_allclose(interior, 0.3, atol=1e-6)
 
 
