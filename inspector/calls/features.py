@@ -33,7 +33,8 @@ def feature_maps(loaded, x: np.ndarray, layers: Sequence[str] | None, *, raw: bo
     from inspector.graph.select import resolve_tensors
     from inspector.imaging.render import channel_stats, render_feature_grid
 
-    names = resolve_tensors(loaded.model, layers)
+    names = loaded.access.memo(("select", tuple(layers or ())),  # default/"all" run shape inference
+                               lambda: resolve_tensors(loaded.model, layers))
     values = loaded.access.forward_exposed(x, names, float16=float16)
     result = Result(loaded.run_metadata(), info={"tensors": list(names)})
     render = render or RenderOptions()
