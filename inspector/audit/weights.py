@@ -13,12 +13,9 @@ import onnx
 
 from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds
 from inspector.audit.tensors import constant_values
+from inspector.graph.info import node_names
 
 _BLOCK = 1024  # rows per block of the cosine matrix, so huge Gemm layers stay within memory
-
-
-def _node_name(node: onnx.NodeProto, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
 
 
 def _filters(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray | None:
@@ -38,14 +35,17 @@ def _filters(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray | None:
 
 
 def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[str, str, np.ndarray]]:
-    """Filter weights (Conv, ConvTranspose, Gemm, 2-D MatMul) held as initializers or Constant nodes."""
-    values = constant_values(model)
+    """Filter weights (Conv, ConvTranspose, Gemm, 2-D MatMul) as graph.weights.find_weights reads them
+    (initializers, Constant nodes, and behind Identity/Cast/DequantizeLinear), one filter per row."""
+    from inspector.graph.weights import find_weights
+
+    nodes = dict(zip(node_names(model), model.graph.node, strict=True))
     out = {}
-    for i, node in enumerate(model.graph.node):
-        if len(node.input) > 1 and node.input[1] in values and node.input[1] not in out:
-            filters = _filters(node, np.asarray(values[node.input[1]]))
+    for ref in find_weights(model):
+        if ref.role == "weight" and ref.initializer not in out:
+            filters = _filters(nodes[ref.node], ref.array)
             if filters is not None and filters.shape[0] > 0:
-                out[node.input[1]] = (_node_name(node, i), node.op_type, filters)
+                out[ref.initializer] = (ref.node, ref.op_type, filters)
     return out
 
 
@@ -94,12 +94,12 @@ def batchnorm_params(model: onnx.ModelProto) -> dict[str, tuple[str, np.ndarray,
     """node -> (scale tensor name, scale, running variance) for BatchNormalization nodes with constant parameters."""
     values = constant_values(model)
     out = {}
-    for i, node in enumerate(model.graph.node):
+    for name, node in zip(node_names(model), model.graph.node, strict=True):
         if node.op_type == "BatchNormalization" and len(node.input) >= 5 and \
                 node.input[1] in values and node.input[4] in values:
             scale = np.asarray(values[node.input[1]], np.float64).reshape(-1)
             var = np.asarray(values[node.input[4]], np.float64).reshape(-1)
-            out[_node_name(node, i)] = (node.input[1], scale, var)
+            out[name] = (node.input[1], scale, var)
     return out
 
 

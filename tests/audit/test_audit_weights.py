@@ -108,3 +108,27 @@ def test_default_tensors_and_saturation_bounds():
                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     opset10 = helper.make_model(old, opset_imports=[helper.make_opsetid("", 10)])
     assert saturation_bounds(opset10) == {"y": (0.0, 6.0)}
+
+
+def test_weights_behind_cast_and_dequantize_are_audited():
+    """fp16 and int8 exports keep conv weights behind Cast / DequantizeLinear: still filters."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from inspector.audit.weights import weight_tensors
+
+    rng = np.random.default_rng(0)
+    w16 = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    q = rng.integers(-100, 100, (5, 4, 1, 1)).astype(np.int8)
+    nodes = [helper.make_node("Cast", ["w16"], ["w1"], to=TensorProto.FLOAT),
+             helper.make_node("Conv", ["x", "w1"], ["y1"], name="conv_fp16", pads=[1, 1, 1, 1]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w2"]),
+             helper.make_node("Conv", ["y1", "w2"], ["y2"], name="conv_int8")]
+    graph = helper.make_graph(
+        nodes, "chains", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w16, "w16"), numpy_helper.from_array(q, "q"),
+         numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.int8(3), "z")])
+    found = weight_tensors(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert {name: node for name, (node, _, _) in found.items()} == {"w16": "conv_fp16", "q": "conv_int8"}
+    np.testing.assert_array_equal(found["w16"][2], w16.astype(np.float32))
+    np.testing.assert_allclose(found["q"][2], (q.astype(np.float32) - 3) * 0.05, rtol=1e-6)
