@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from inspector.errors import InvalidArgument
+from inspector.graph.constants import Constants
 from inspector.methods.cam import BaseCAM, CamInput
 
 PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Identity"}
@@ -18,9 +18,7 @@ def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    inits = {t.name: t for t in model.graph.initializer}
-    inits.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
-                  for a in n.attribute if a.name == "value"})
+    consts = Constants(model.graph)  # initializers, Constant nodes, and Cast/DequantizeLinear chains
 
     def only(tensor: str) -> onnx.NodeProto | None:
         nodes = [n for n in consumers.get(tensor, []) if n.op_type != "Shape"]
@@ -33,10 +31,10 @@ def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str
     node = only(node.output[0])
     while node is not None and node.op_type in PASS_THROUGH:
         node = only(node.output[0])
-    if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[1] not in inits:
+    if node is None or node.op_type not in ("Gemm", "MatMul") or consts.root(node.input[1]) is None:
         raise InvalidArgument(f"cam found no Gemm/MatMul with constant weights after the pooling of {layer}; "
                               "use gradcam for this model", field="layers")
-    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    w = np.asarray(consts.value(node.input[1]), np.float32)
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     if node.op_type == "Gemm":
         w = (w if attrs.get("transB", 0) else w.T) * float(attrs.get("alpha", 1.0))
@@ -45,7 +43,7 @@ def linear_head(model: onnx.ModelProto, layer: str) -> tuple[np.ndarray, set[str
     aliases = {node.output[0]}
     follow = only(node.output[0])
     while follow is not None and (follow.op_type in ("Identity", "Softmax", "Sigmoid") or
-                                  (follow.op_type == "Add" and any(i in inits for i in follow.input))):
+                                  (follow.op_type == "Add" and any(consts.root(i) for i in follow.input))):
         aliases.add(follow.output[0])
         follow = only(follow.output[0])
     return w, aliases
