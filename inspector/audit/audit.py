@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -48,28 +46,6 @@ _CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fractio
                    "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")
 
 
-_PER_MODEL: OrderedDict[tuple, tuple[onnx.ModelProto, Any]] = OrderedDict()
-_PER_MODEL_LOCK = threading.Lock()
-
-
-def _per_model(model: onnx.ModelProto, key: tuple, compute: Callable[[], Any]) -> Any:
-    """compute() once per (model object, key): the shape inference and the filters' Gram matrices cost
-    about 1 s on a ResNet-18, and a server audits the same loaded (read-only) model again and again.
-    The entry holds the model, so its id cannot be reused while cached."""
-    full = (id(model), *key)
-    with _PER_MODEL_LOCK:
-        hit = _PER_MODEL.get(full)
-        if hit is not None and hit[0] is model:
-            _PER_MODEL.move_to_end(full)
-            return hit[1]
-    value = compute()
-    with _PER_MODEL_LOCK:
-        _PER_MODEL[full] = (model, value)
-        while len(_PER_MODEL) > 16:
-            _PER_MODEL.popitem(last=False)
-    return value
-
-
 def _number(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
@@ -102,8 +78,12 @@ class AuditRun:
     """Accumulates one model's audit; `tensors` defaults to default_audit_tensors(model)."""
 
     def __init__(self, model: onnx.ModelProto, tensors: Sequence[str] | None = None,
-                 thresholds: AuditThresholds = DEFAULT_THRESHOLDS, name: str | None = None) -> None:
+                 thresholds: AuditThresholds = DEFAULT_THRESHOLDS, name: str | None = None,
+                 memo: Callable[[tuple, Callable[[], Any]], Any] | None = None) -> None:
+        """`memo(key, compute)` (e.g. OrtModelAccess.memo) keeps what depends on the model alone
+        across audits: shape inference and the filters' Gram matrices cost ~1 s on a ResNet-18."""
         self.model, self.thresholds = model, thresholds
+        self._memo = memo or (lambda key, compute: compute())
         self.name = name or model.graph.name
         self.explicit = bool(tensors)
         self.tensors = list(tensors) if tensors else default_audit_tensors(model)
@@ -136,7 +116,7 @@ class AuditRun:
         run (tensors skipped on the first batch are still computed, and ignored), so one session serves.
         """
         if self._graph_reductions is None:
-            reduce = list(_per_model(self.model, ("reducible", tuple(self.tensors)),
+            reduce = list(self._memo(("audit-reducible", tuple(self.tensors)),
                                      lambda: reducible(self.model, self.tensors)))
             raw = [t for t in self.tensors if t not in reduce]
             names = tuple(dict.fromkeys(
@@ -200,7 +180,7 @@ class AuditRun:
         """The audit as report.json holds it (see report.py for the contract)."""
         stats = self.aggregator.result() if self.aggregator else {}
         layers = {n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()}
-        weights, bn = copy.deepcopy(_per_model(self.model, ("weights", self.thresholds), lambda: (
+        weights, bn = copy.deepcopy(self._memo(("audit-weights", self.thresholds), lambda: (
             filter_health(weight_tensors(self.model), self.thresholds),
             batchnorm_health(batchnorm_params(self.model), self.thresholds))))
         summary = {
@@ -223,8 +203,8 @@ class AuditRun:
 
     @classmethod
     def from_dict(cls, model: onnx.ModelProto, state: Mapping, thresholds: AuditThresholds = DEFAULT_THRESHOLDS,
-                  name: str | None = None) -> AuditRun:
-        run = cls(model, state["tensors"], thresholds, name)
+                  name: str | None = None, memo: Callable | None = None) -> AuditRun:
+        run = cls(model, state["tensors"], thresholds, name, memo)
         run.classifier, run.skipped = state["classifier"], dict(state["skipped"])
         if state["aggregate"] is not None:
             run.aggregator = ActivationAggregator.from_dict(state["aggregate"])
@@ -239,7 +219,7 @@ def audit_model(access: ModelAccess, batches: Iterable[np.ndarray | tuple[np.nda
 
     Pass `run` (e.g. AuditRun.from_dict of a saved state) to continue an interrupted audit.
     """
-    run = run or AuditRun(access.graph, layers, thresholds, name)
+    run = run or AuditRun(access.graph, layers, thresholds, name, getattr(access, "memo", None))
     for batch in batches:
         access.check_cancelled()
         x, labels = batch if isinstance(batch, tuple) else (batch, None)

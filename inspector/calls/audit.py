@@ -20,13 +20,14 @@ def audit(loaded, prepare: Callable, batches: Iterable, *, layers: Sequence[str]
 
     if resume_state:
         try:
-            run = AuditRun.from_dict(loaded.model, json.loads(resume_state), name=loaded.name)
+            run = AuditRun.from_dict(loaded.model, json.loads(resume_state), name=loaded.name,
+                                     memo=loaded.access.memo)
         except (ValueError, KeyError, TypeError) as exc:
             raise errors.InvalidArgument(f"resume_state is not an audit checkpoint: {exc}",
                                          field="resume_state") from None
     else:
         tensors = resolve_tensors(loaded.model, list(layers)) if layers else None
-        run = AuditRun(loaded.model, tensors, name=loaded.name or loaded.id[:12])
+        run = AuditRun(loaded.model, tensors, name=loaded.name or loaded.id[:12], memo=loaded.access.memo)
     labels = None if labels is None else np.asarray(labels, np.int64)
     seen, total = 0, 0 if labels is None else len(labels)
     for i, inp in enumerate(batches):
