@@ -64,14 +64,13 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     `workers` overrides config.max_concurrent (RPCs executing at once); `metrics_port`
     (0: a free port) serves Prometheus text on http://host:port/metrics.
     """
-    if workers is not None:
-        config.max_concurrent = workers
+    slots = workers if workers is not None else config.max_concurrent  # the caller's config stays as is
     tune_malloc()
     found = verify_store(config.store_dir) if inspector is None else []
     inspector = inspector or Inspector(config)
-    gate = Gate(config.max_concurrent, config.max_queued)
+    gate = Gate(slots, config.max_queued)
     metrics = Metrics()
-    threads = config.max_concurrent + config.max_queued + SPARE_THREADS
+    threads = slots + config.max_queued + SPARE_THREADS
     options = [("grpc.max_receive_message_length", config.max_request_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes + 64 * 1024),
                ("grpc.so_reuseport", 0)]
@@ -99,7 +98,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
         bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
-    _gauges(metrics, inspector, gate, found)
+    _gauges(metrics, inspector, gate)
     http = serve_metrics(metrics, host, metrics_port) if metrics_port is not None else None
     server.start()
     log.info("inspector serving on %s:%d (%s, %s, store %s)", host, bound,
@@ -109,7 +108,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
                          http.server_address[1] if http else None, found, http)
 
 
-def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, found: list) -> None:
+def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate) -> None:
     """Queue depth, running calls, session-cache counters and quarantined entries."""
     metrics.gauge("inspector_calls_running", "RPCs executing now.", lambda: gate.running)
     metrics.gauge("inspector_queue_depth", "RPCs waiting for a slot.", lambda: gate.waiting)
