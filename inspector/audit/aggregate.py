@@ -5,15 +5,16 @@ with Chan et al.'s parallel update, so batches and partial audits merge exactly)
 zero count, images where the channel is non-zero anywhere, values at a saturation bound,
 non-finite values (excluded from every other statistic) and a log-histogram for percentiles
 (see sketch.py). `to_dict`/`from_dict` are JSON-safe so an interrupted audit can resume.
-A batch arrives either as full tensors or as the in-graph reductions of reductions.py; then every
-statistic but the percentiles is still exact (up to float64 rounding of the sums) and the
-percentiles come from a strided subsample of each map (reductions.SAMPLE positions per image).
+A batch arrives either as full tensors or as the in-graph reductions of reductions.py; then
+min, max and every count are still exact, mean and std come from per-map float32 sums merged in
+float64 (mean to ~1e-6 of the channel's mean |x|, std to 6e-4 or better: see reductions.py) and
+the percentiles from a strided subsample of each map (reductions.SAMPLE positions per image).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,20 +48,21 @@ class LayerStats:
 
 @dataclass
 class ReducedBatch:
-    """One batch of one tensor as the audit model returns it (see reductions.py); every value finite."""
+    """One batch of one tensor as the audit model returns it (see reductions.py): per-map sums."""
 
     shape: list[int]  # the tensor's [N, C, ...]
-    sum: np.ndarray  # float64 [C]
-    sumsq: np.ndarray  # float64 [C]
+    sum: np.ndarray  # float64 [N, C]: each map's sum
+    m2: np.ndarray  # float64 [N, C]: each map's sum of squared deviations from its mean
+    conditioned: bool  # False: some map's m2 may be off by more than the documented accuracy
     image_min: np.ndarray  # [N, C]
     image_max: np.ndarray  # [N, C]
-    zeros: np.ndarray  # [N, C] exact integer counts (float32 or int64)
+    zeros: np.ndarray  # [N, C] exact integer counts
     saturated: np.ndarray | None  # [N, C] like zeros; None: no bounds
     sample: np.ndarray  # [N, C, K] strided subsample of each map, for the percentile sketch only
 
     def finite(self) -> bool:
-        """False when the batch held a NaN or an infinity (they make the float64 sums non-finite)."""
-        return bool(np.isfinite(self.sum).all() and np.isfinite(self.sumsq).all())
+        """False when the batch held a NaN or an infinity (or overflowed float32 sums)."""
+        return bool(np.isfinite(self.sum).all() and np.isfinite(self.m2).all())
 
 
 class _Channels:
@@ -74,7 +76,17 @@ class _Channels:
         self.max = np.full(channels, -np.inf)
         for name in ("zeros", "active", "saturated", "nonfinite"):
             setattr(self, name, np.zeros(channels, np.int64))
-        self.hist = np.zeros((channels, sketch.BINS), np.int64)
+        self._hist = np.zeros((channels, sketch.BINS), np.int64)
+        self._pending = sketch.PendingCounts()
+
+    @property
+    def hist(self) -> np.ndarray:
+        """The percentile sketch's [C, BINS] counts, with every pending value counted."""
+        return self._pending.flush(self._hist)
+
+    @hist.setter
+    def hist(self, value: np.ndarray) -> None:  # merge(): the sum of two flushed histograms
+        self._hist = value
 
     def combine(self, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         """Chan's parallel update of (count, mean, M2)."""
@@ -85,8 +97,9 @@ class _Channels:
         self.m2 = self.m2 + m2 + delta * delta * (self.count * n / safe)
         self.count = total
 
-    def add(self, x: np.ndarray, bounds: tuple[float, float] | None) -> None:
-        """Fold one [N, C, ...] batch in."""
+    def add(self, x: np.ndarray, bounds: tuple[float, float] | None, subsampled: bool = False) -> None:
+        """Fold one [N, C, ...] batch in; `subsampled`: the sketch takes only the positions the
+        audit graph would have kept (a batch redone exactly inside a reduced audit)."""
         n, c = x.shape[0], x.shape[1]
         per_image = np.moveaxis(x.reshape(n, c, -1), 1, 0)  # [C, N, M]
         self.active += np.count_nonzero((per_image != 0).any(axis=2), axis=1)
@@ -102,7 +115,11 @@ class _Channels:
         self.zeros += np.count_nonzero(v == 0, axis=1)
         if bounds is not None:
             self.saturated += np.count_nonzero((v <= bounds[0]) | (v >= bounds[1]), axis=1)
-        sketch.add_counts(self.hist, v.astype(np.float32), None if everything else finite)
+        if subsampled:
+            kept = np.moveaxis(sketch.subsample(x.reshape(n, c, -1)), 1, 0).reshape(c, -1).astype(np.float32)
+            self._pending.add(self._hist, sketch.bins_of(kept, np.isfinite(kept)))
+        else:
+            self._pending.add(self._hist, sketch.bins_of(v.astype(np.float32), None if everything else finite))
         if not everything:
             v[~finite] = 0.0
         mean = v.sum(axis=1) / np.maximum(counts, 1)
@@ -112,20 +129,22 @@ class _Channels:
         self.combine(counts, mean, np.einsum("ij,ij->i", v, v))
 
     def add_reduced(self, r: ReducedBatch, bounded: bool) -> None:
-        """Fold in one all-finite batch from its in-graph reductions (percentiles from the subsample)."""
-        n = np.full(r.sum.shape, int(np.prod(r.shape)) // max(r.shape[1], 1), np.int64)
-        if n[0] == 0:
+        """Fold in one all-finite batch from its per-map sums (percentiles from the subsample)."""
+        images, positions = r.shape[0], int(np.prod(r.shape[2:], dtype=np.int64))
+        if images * positions == 0:
             return
-        mean = r.sum / n
-        m2 = np.maximum(r.sumsq - r.sum * mean, 0.0)  # float64 rounding can dip just below zero
+        n = np.full(r.sum.shape[1], images * positions, np.int64)
+        mean = r.sum.sum(axis=0) / n  # per channel; Chan's update over the equal-sized maps below
+        spread = r.sum / positions - mean
+        m2 = r.m2.sum(axis=0) + positions * np.einsum("ij,ij->j", spread, spread)
         self.active += np.count_nonzero((r.image_min != 0) | (r.image_max != 0), axis=0)
         self.min = np.minimum(self.min, r.image_min.min(axis=0))
         self.max = np.maximum(self.max, r.image_max.max(axis=0))
-        self.zeros += np.asarray(r.zeros, np.int64).sum(axis=0)
+        self.zeros += r.zeros.sum(axis=0, dtype=np.int64)
         if bounded:
-            self.saturated += np.asarray(r.saturated, np.int64).sum(axis=0)
+            self.saturated += r.saturated.sum(axis=0, dtype=np.int64)
         sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
-        sketch.add_counts(self.hist, sample)
+        self._pending.add(self._hist, sketch.bins_of(sample))
         self.combine(n, mean, m2)
 
     def merge(self, other: _Channels) -> None:
@@ -168,9 +187,10 @@ class ActivationAggregator:
             self.state[name] = _Channels(shape[1])
 
     def update(self, batch_outputs: Mapping[str, np.ndarray],
-               reduced: Mapping[str, ReducedBatch] | None = None) -> None:
+               reduced: Mapping[str, ReducedBatch] | None = None, subsampled: Collection[str] = ()) -> None:
         """Fold one batch in: every audited tensor, [N, C, ...] with the same N, either as the full
-        tensor in `batch_outputs` or as its in-graph reductions in `reduced` (finite batches only)."""
+        tensor in `batch_outputs` or as its in-graph reductions in `reduced` (finite batches only).
+        Full tensors named in `subsampled` feed the percentile sketch like reduced ones would."""
         reduced = reduced or {}
         batch = None
         for name, (_, shape) in self.specs.items():
@@ -185,7 +205,7 @@ class ActivationAggregator:
             if name in reduced:
                 self.state[name].add_reduced(reduced[name], name in self.bounds)
             else:
-                self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name))
+                self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name), name in subsampled)
         self.images += batch or 0
 
     def merge(self, other: ActivationAggregator) -> None:

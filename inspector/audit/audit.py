@@ -8,7 +8,7 @@ audit model of reductions.py instead: per-channel sums and counts leave onnxrunt
 
 from __future__ import annotations
 
-import copy
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -22,6 +22,8 @@ from inspector.audit.aggregate import ActivationAggregator, LayerStats, ReducedB
 from inspector.audit.behaviour import PredictionTally
 from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds, channel_flags
 from inspector.audit.reductions import (
+    clamp_of,
+    monotone_sources,
     output_name,
     read_reduced,
     reduced_outputs,
@@ -55,19 +57,18 @@ def _is_class_scores(shape: tuple[int, ...]) -> bool:
     return len(shape) >= 2 and shape[1] >= 2 and all(d == 1 for d in shape[2:])
 
 
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """JSON numbers, None where not finite (a list comprehension over tolist(): ~20x numpy indexing)."""
+    return [v if math.isfinite(v) else None for v in np.asarray(values, np.float64).tolist()]
+
+
 def layer_report(stats: LayerStats, bounds: tuple[float, float] | None,
                  thresholds: AuditThresholds) -> dict:
     """One tensor's entry of report.json: per-channel statistics and flags."""
     flags = channel_flags(stats, thresholds)
-    channels = []
-    for i, channel_flags_ in enumerate(flags):
-        entry: dict = {"index": i}
-        for field in _CHANNEL_FIELDS:
-            values = getattr(stats, field)
-            if values is not None:
-                entry[field] = _number(values[i])
-        entry["flags"] = channel_flags_
-        channels.append(entry)
+    columns = {f: _numbers(getattr(stats, f)) for f in _CHANNEL_FIELDS if getattr(stats, f) is not None}
+    channels = [{"index": i, **dict(zip(columns, row, strict=True)), "flags": channel_flags_}
+                for i, (row, channel_flags_) in enumerate(zip(zip(*columns.values(), strict=True), flags, strict=True))]
     counts = {f: sum(f in c for c in flags) for f in ("dead", "rarely_active", "saturated", "range_outlier")}
     return {"op_type": stats.op_type, "shape": stats.shape,
             "saturation_bounds": None if bounds is None else [_number(b) for b in bounds],
@@ -97,7 +98,10 @@ class AuditRun:
         self.aggregator: ActivationAggregator | None = None
         self.tally = PredictionTally()
         self.classifier: bool | None = None
-        self._graph_reductions: tuple[tuple[str, ...], Callable] | None = None
+        self._graph_reductions: tuple[tuple[str, ...], tuple[tuple[str, ...], Callable]] | None = None
+        # tensors whose maps need centred sums (reductions.py); kept with the model across audits
+        self.centered: set[str] = self._memo(("audit-centered",), set)
+        self.sources: dict[str, str] = {}  # Relu/Clip outputs read partly from their input (reductions.py)
 
     def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                batch_size: int | None = None) -> None:
@@ -112,28 +116,48 @@ class AuditRun:
         """(outputs to fetch, a function building the audit model that returns them from the original).
 
         The audit model reduces each tensor it can inside the graph (reductions.py) and returns the
-        others whole; feed its outputs to `update_reduced`. The answer stays the same for the whole
-        run (tensors skipped on the first batch are still computed, and ignored), so one session serves.
+        others whole; feed its outputs to `update_reduced`. The answer changes only when a tensor
+        turns out to need centred sums (then one new audit model is built); tensors skipped on the
+        first batch are still computed, and ignored.
         """
-        if self._graph_reductions is None:
+        centered = tuple(t for t in self.tensors if t in self.centered)
+        if self._graph_reductions is None or self._graph_reductions[0] != centered:
             reduce = list(self._memo(("audit-reducible", tuple(self.tensors)),
                                      lambda: reducible(self.model, self.tensors)))
+            self.sources = {t: s for t, s in monotone_sources(self.model, reduce, self.bounds).items()
+                            if t not in centered}
+            derived = tuple(self.sources)
             raw = [t for t in self.tensors if t not in reduce]
-            names = tuple(dict.fromkeys(
-                [self.scores, *(o for t in reduce for o in reduced_outputs(t, t in self.bounds)), *raw]))
-            self._graph_reductions = names, lambda model: with_reductions(model, reduce, self.bounds, raw)
-        return self._graph_reductions
+            names = tuple(dict.fromkeys([self.scores, *(
+                o for t in reduce for o in reduced_outputs(t, t in self.bounds, t in centered, t in derived)), *raw]))
+            self._graph_reductions = centered, (
+                names, lambda model: with_reductions(model, reduce, self.bounds, raw, centered, derived))
+        return self._graph_reductions[1]
 
     def update_reduced(self, values: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                        batch_size: int | None = None,
                        fetch_raw: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None) -> None:
         """Fold in one batch from a run of the audit model (see graph_reductions).
 
-        A tensor whose batch held NaN or infinity is folded in exactly from its full values, which
+        A tensor whose batch held NaN or infinity, or whose float32 sums cannot give a map's spread
+        accurately even centred (see `recentre`), is folded in exactly from its full values, which
         `fetch_raw(names)` supplies (a plain forward pass of the same batch exposing those tensors).
         """
-        reduced = {t: read_reduced(values, t) for t in self.tensors if output_name(t, "sum") in values}
-        self._fold(values, reduced, labels, batch_size, fetch_raw)
+        self._fold(values, self._read(values), labels, batch_size, fetch_raw)
+
+    def _read(self, values: Mapping[str, np.ndarray], tensors: Sequence[str] | None = None) -> dict[str, ReducedBatch]:
+        sources = {t: (s, clamp_of(self.model, t, self.bounds)) for t, s in self.sources.items()}
+        return {t: read_reduced(values, t, sources.get(t)) for t in (self.tensors if tensors is None else tensors)
+                if output_name(t, "sum") in values}
+
+    def recentre(self, values: Mapping[str, np.ndarray]) -> bool:
+        """True when some tensor's float32 sums in this run of the audit model cannot give its maps'
+        spread (reductions.CANCELLATION): it is centred from now on, and the caller should run the
+        batch again through the new audit model (graph_reductions)."""
+        fresh = [t for t in self.tensors if t not in self.centered]
+        uncertain = [t for t, r in self._read(values, fresh).items() if r.finite() and not r.conditioned]
+        self.centered.update(uncertain)
+        return bool(uncertain)
 
     def _fold(self, outputs: Mapping[str, np.ndarray], reduced: dict[str, ReducedBatch],
               labels: np.ndarray | None, batch_size: int | None,
@@ -147,13 +171,17 @@ class AuditRun:
                                   "[N, classes]; audit without labels.", field="labels")
         reduced = {t: r for t, r in reduced.items() if t in self.tensors}
         nonfinite = [t for t, r in reduced.items() if not r.finite()]
-        if nonfinite:
+        nonfinite += [t for t, s in self.sources.items() if s in nonfinite and t in reduced and t not in nonfinite]
+        uncertain = [t for t, r in reduced.items() if t not in nonfinite and not r.conditioned]
+        redone = [*nonfinite, *uncertain]
+        if redone:
             if fetch_raw is None:
-                raise FailedPrecondition(f"Tensor {nonfinite[0]!r} held NaN or infinity and no exact "
-                                         "pass was offered to count them.")
-            outputs = {**outputs, **fetch_raw(nonfinite)}
-            reduced = {t: r for t, r in reduced.items() if t not in nonfinite}
-        self.aggregator.update(outputs, reduced)
+                problem = (f"Tensor {nonfinite[0]!r} held NaN or infinity" if nonfinite else
+                           f"Tensor {uncertain[0]!r} has a spread too small for its float32 sums")
+                raise FailedPrecondition(f"{problem} and no exact pass was offered to count it.")
+            outputs = {**outputs, **fetch_raw(redone)}
+            reduced = {t: r for t, r in reduced.items() if t not in redone}
+        self.aggregator.update(outputs, reduced, subsampled=redone)
         if self.classifier:
             self.tally.update(outputs[self.scores], labels)
 
@@ -180,9 +208,9 @@ class AuditRun:
         """The audit as report.json holds it (see report.py for the contract)."""
         stats = self.aggregator.result() if self.aggregator else {}
         layers = {n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()}
-        weights, bn = copy.deepcopy(self._memo(("audit-weights", self.thresholds), lambda: (
+        weights, bn = json.loads(self._memo(("audit-weights", self.thresholds), lambda: json.dumps((
             filter_health(weight_tensors(self.model), self.thresholds),
-            batchnorm_health(batchnorm_params(self.model), self.thresholds))))
+            batchnorm_health(batchnorm_params(self.model), self.thresholds)))))  # a fresh copy: 4x deepcopy
         summary = {
             "flagged_channels": {f: sum(layer["flag_counts"][f] for layer in layers.values())
                                  for f in ("dead", "rarely_active", "saturated", "range_outlier")},
@@ -198,6 +226,7 @@ class AuditRun:
     def to_dict(self) -> dict:
         """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped."""
         return {"version": 1, "tensors": self.tensors, "skipped": self.skipped, "classifier": self.classifier,
+                "centered": sorted(self.centered & set(self.tensors)),
                 "aggregate": self.aggregator.to_dict() if self.aggregator else None,
                 "predictions": self.tally.to_dict()}
 
@@ -206,6 +235,7 @@ class AuditRun:
                   name: str | None = None, memo: Callable | None = None) -> AuditRun:
         run = cls(model, state["tensors"], thresholds, name, memo)
         run.classifier, run.skipped = state["classifier"], dict(state["skipped"])
+        run.centered.update(state.get("centered", ()))
         if state["aggregate"] is not None:
             run.aggregator = ActivationAggregator.from_dict(state["aggregate"])
         run.tally = PredictionTally.from_dict(state["predictions"])
@@ -233,6 +263,9 @@ def fold_batch(access: ModelAccess, run: AuditRun, x: np.ndarray, labels: np.nda
     if not hasattr(access, "forward_variant"):
         run.update(access.forward(x, fetch=run.tensors), labels, batch_size=len(x))
         return
-    names, build = run.graph_reductions()
-    values = access.forward_variant(("audit", names), build, x, names)
+    while True:  # at most twice: a tensor is centred once
+        names, build = run.graph_reductions()
+        values = access.forward_variant(("audit", names), build, x, names)
+        if not run.recentre(values):
+            break
     run.update_reduced(values, labels, batch_size=len(x), fetch_raw=lambda t: access.forward(x, fetch=t))

@@ -43,4 +43,5 @@ def channel_flags(stats: LayerStats, thresholds: AuditThresholds = DEFAULT_THRES
     median = float(np.median(peak[seen])) if seen.any() else 0.0
     outlier = seen & (median > 0) & (peak > thresholds.range_outlier * median)
     names = (("dead", dead), ("rarely_active", rare), ("saturated", saturated), ("range_outlier", outlier))
-    return [[flag for flag, mask in names if mask[i]] for i in range(len(stats.mean))]
+    rows = zip(*(mask.tolist() for _, mask in names), strict=True)
+    return [[flag for (flag, _), on in zip(names, row, strict=True) if on] for row in rows]

@@ -1,32 +1,46 @@
 """The audit model: per-channel reductions computed inside the ONNX graph, so only small arrays leave it.
 
 Exposing every audited tensor costs megabytes per image and a numpy pass over each element;
-this rewrite appends, per tensor T [N, C, ...] (viewed as [N, C, M]), nodes that return
-  sum, sumsq       float64 [C]   (Cast to DOUBLE, ReduceSum / ReduceSumSquare over N and M)
-  image_min/max    [N, C]        (ReduceMin / ReduceMax over M; the host takes channel min, max, activity)
-  zeros            [N, C]        (Equal(T, 0), counted per map in float32 when exact, else int64)
-  saturated        [N, C]        (T <= lo | T >= hi, only for bounded tensors; same counting)
+this rewrite appends, per tensor T [N, C, ...] (viewed as [N, C, M]), nodes that return per map
+(one image, one channel):
+  sum, sumsq       float32 [N, C]   ReduceSum of T and of T*T (of T - shift when centered)
+  shift            float32 [N, C, 1] only when centered: the mean of the map's subsample
+  image_min/max    [N, C]           ReduceMin / ReduceMax
+  zeros            int32 [N, C]     Equal(T, 0) as uint8, counted by MatMulInteger with a ones column
+  saturated        int32 [N, C]      (T <= lo | T >= hi), only for bounded tensors; same counting
   sample           float32 [N, C, <= SAMPLE]  a strided subsample of M for the percentile sketch
   shape            int64 [rank]
-A non-finite value makes `sum` non-finite, which is how the host knows to redo that tensor exactly.
+Counts, minima and maxima are exact. Sums are float32 over one map (M values) and are merged in
+float64 on the host; `read_reduced` says when a map's float32 sums cannot give its variance to
+the documented accuracy (a large mean next to a small spread), and the audit then folds that
+tensor exactly and centres it from then on (`centered`: each map minus its subsample's mean,
+which leaves little to cancel). A non-finite value (or a float32 overflow of the sums) makes the
+sums non-finite, which is how the host knows to redo that tensor exactly.
+Why these ops: each is one vectorized pass over the map in onnxruntime (Cast to float64 was 2x the
+memory traffic; ReduceSumSquare and Cast(bool->float) are scalar loops; see bench_audit.py).
 ModelProto in, ModelProto out; no onnxruntime.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.audit.aggregate import ReducedBatch
+from inspector.audit.sketch import SAMPLE
 from inspector.graph.info import value_infos
 
-SAMPLE = 32  # positions per channel per image kept for percentiles (strided over the flattened map)
 PARTS = ("sum", "sumsq", "image_min", "image_max", "zeros", "shape", "sample")
+_FROM_SOURCE = ("image_min", "image_max", "sample")  # what a derived tensor reads from its source
 MIN_OPSET = 11  # Equal on floats; older models keep the exposed-tensor path
+# A map's float32 sums give its M2 = sumsq - sum**2 / M to about 3 * 2e-6 * sumsq (measured worst
+# case of onnxruntime's float32 ReduceSum over 112x112 maps); where sumsq exceeds CANCELLATION times
+# M2 that could exceed 6e-4 of M2, so the tensor is folded exactly and centred instead.
+CANCELLATION = 100.0
 
 
 def output_name(tensor: str, part: str) -> str:
@@ -48,9 +62,11 @@ def reducible(model: onnx.ModelProto, tensors: Sequence[str]) -> list[str]:
     return out
 
 
-def reduced_outputs(tensor: str, bounded: bool) -> list[str]:
+def reduced_outputs(tensor: str, bounded: bool, centered: bool = False, derived: bool = False) -> list[str]:
     """Every output the rewrite adds for one tensor."""
-    return [output_name(tensor, p) for p in (*PARTS, *(("saturated",) if bounded else ()))]
+    parts = [p for p in PARTS if not (derived and not centered and p in _FROM_SOURCE)]
+    parts += [*(("saturated",) if bounded else ()), *(("shift",) if centered else ())]
+    return [output_name(tensor, p) for p in parts]
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -75,6 +91,7 @@ class _Graph:
         self.model.CopyFrom(model)
         self.opset = _opset(model)
         self.count = 0
+        self.consts: dict[tuple, str] = {}
         names = {t for n in model.graph.node for t in (*n.input, *n.output, n.name)}
         names |= {t.name for t in model.graph.initializer}
         self.prefix = "audit_reduction"
@@ -88,60 +105,108 @@ class _Graph:
         return out
 
     def const(self, value: np.ndarray) -> str:
-        self.count += 1
-        name = f"{self.prefix}_const_{self.count}"
-        self.model.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
+        """An initializer holding `value`, shared by every use of the same value."""
+        value = np.asarray(value)
+        key = (value.dtype.str, value.shape, value.tobytes())
+        if key not in self.consts:
+            self.count += 1
+            self.consts[key] = name = f"{self.prefix}_const_{self.count}"
+            self.model.graph.initializer.append(numpy_helper.from_array(value, name))
+        return self.consts[key]
 
-    def reduce(self, op: str, x: str, axes: list[int], out: str | None = None) -> str:
-        """op over `axes` without keepdims; axes go in as an input where the opset wants one."""
+    def reduce(self, op: str, x: str, axes: list[int], out: str | None = None, keepdims: int = 0) -> str:
+        """op over `axes`; axes go in as an input where the opset wants one."""
         as_input = self.opset >= (13 if op == "ReduceSum" else 18)
         if as_input:
-            return self.node(op, [x, self.const(np.asarray(axes, np.int64))], out, keepdims=0)
-        return self.node(op, [x], out, axes=axes, keepdims=0)
+            return self.node(op, [x, self.const(np.asarray(axes, np.int64))], out, keepdims=keepdims)
+        return self.node(op, [x], out, axes=axes, keepdims=keepdims)
 
     def output(self, name: str, elem: int) -> None:
         self.model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
 
 
+def _ones_column(g: _Graph, flat: str, positions: int | None) -> str:
+    """uint8 ones [M, 1]: a constant when the map size is known, else built from flat's shape."""
+    if positions is not None:
+        return g.const(np.ones((positions, 1), np.uint8))
+    m = g.node("Slice", [g.node("Shape", [flat]), g.const(np.asarray([2], np.int64)),
+                         g.const(np.asarray([3], np.int64))])
+    shape = g.node("Concat", [m, g.const(np.asarray([1], np.int64))], axis=0)
+    return g.node("ConstantOfShape", [shape], value=numpy_helper.from_array(np.ones(1, np.uint8)))
+
+
+def _count(g: _Graph, mask: str, ones: str, out: str) -> None:
+    """Per-map count of true values of a bool [N, C, M] -> int32 [N, C] (exact)."""
+    column = g.node("MatMulInteger", [g.node("Cast", [mask], to=TensorProto.UINT8), ones])  # [N, C, 1]
+    g.node("Reshape", [column, g.const(np.asarray([0, 0], np.int64))], out)
+
+
 def _add_tensor(g: _Graph, name: str, elem: int, positions: int | None,
-                bounds: tuple[float, float] | None) -> None:
-    """The reductions of one tensor; counts are float32 (faster, exact below 2**24 per map) when the
-    map size `positions` is known to be small enough."""
-    zero_type = TensorProto.FLOAT if positions is not None and positions < 2**24 else TensorProto.INT64
+                bounds: tuple[float, float] | None, centered: bool, derived: bool) -> None:
+    """The reductions of one tensor (see the module docstring); `derived`: no minima, maxima or
+    subsample, the host reads them from the tensor's source (see monotone_sources)."""
     x = name if elem == TensorProto.FLOAT else g.node("Cast", [name], to=TensorProto.FLOAT)
     flat = g.node("Reshape", [x, g.const(np.asarray([0, 0, -1], np.int64))])  # [N, C, M]
-    wide = g.node("Cast", [flat], to=TensorProto.DOUBLE)
-    g.reduce("ReduceSum", wide, [0, 2], output_name(name, "sum"))
-    g.reduce("ReduceSumSquare", wide, [0, 2], output_name(name, "sumsq"))
-    g.reduce("ReduceMin", flat, [2], output_name(name, "image_min"))
-    g.reduce("ReduceMax", flat, [2], output_name(name, "image_max"))
-    zero = g.node("Cast", [g.node("Equal", [flat, g.const(np.zeros(1, np.float32))])], to=zero_type)
-    g.reduce("ReduceSum", zero, [2], output_name(name, "zeros"))  # per image: [N, C]
+    outputs = [("sum", TensorProto.FLOAT), ("sumsq", TensorProto.FLOAT), ("zeros", TensorProto.INT32),
+               ("shape", TensorProto.INT64)]
+    if not derived:
+        g.reduce("ReduceMin", flat, [2], output_name(name, "image_min"))
+        g.reduce("ReduceMax", flat, [2], output_name(name, "image_max"))
+        _strided_sample(g, flat, positions, output_name(name, "sample"))
+        outputs += [("image_min", TensorProto.FLOAT), ("image_max", TensorProto.FLOAT), ("sample", TensorProto.FLOAT)]
+    base = flat
+    if centered:
+        shift = g.reduce("ReduceMean", output_name(name, "sample"), [2], output_name(name, "shift"), keepdims=1)
+        base = g.node("Sub", [flat, shift])
+        outputs.append(("shift", TensorProto.FLOAT))
+    g.reduce("ReduceSum", base, [2], output_name(name, "sum"))
+    g.reduce("ReduceSum", g.node("Mul", [base, base]), [2], output_name(name, "sumsq"))
+    ones = _ones_column(g, flat, positions)
+    _count(g, g.node("Equal", [flat, g.const(np.zeros(1, np.float32))]), ones, output_name(name, "zeros"))
     g.node("Shape", [name], output_name(name, "shape"))
-    _strided_sample(g, flat, output_name(name, "sample"))
-    outputs = [("sum", TensorProto.DOUBLE), ("sumsq", TensorProto.DOUBLE), ("image_min", TensorProto.FLOAT),
-               ("image_max", TensorProto.FLOAT), ("zeros", zero_type), ("shape", TensorProto.INT64),
-               ("sample", TensorProto.FLOAT)]
     if bounds is not None:
         lo, hi = _float32_bounds(*bounds)
         inside = g.node("And", [g.node("Greater", [flat, g.const(np.asarray([lo], np.float32))]),
                                 g.node("Less", [flat, g.const(np.asarray([hi], np.float32))])])
-        at_bound = g.node("Cast", [g.node("Not", [inside])], to=zero_type)  # finite values only
-        g.reduce("ReduceSum", at_bound, [2], output_name(name, "saturated"))
-        outputs.append(("saturated", zero_type))
+        _count(g, g.node("Not", [inside]), ones, output_name(name, "saturated"))  # finite values only
+        outputs.append(("saturated", TensorProto.INT32))
     for part, kind in outputs:
         g.output(output_name(name, part), kind)
 
 
-def _strided_sample(g: _Graph, flat: str, out: str) -> None:
-    """flat[:, :, ::step] with step = ceil(M / SAMPLE) (at least 1), computed in the graph for any M."""
+def _strided_sample(g: _Graph, flat: str, positions: int | None, out: str) -> None:
+    """flat[:, :, ::step] with step = ceil(M / SAMPLE) (at least 1); computed in the graph when M is
+    not known before the run."""
     def ints(*v: int) -> str:
         return g.const(np.asarray(v, np.int64))
 
-    size = g.node("Slice", [g.node("Shape", [flat]), ints(2), ints(3)])
-    step = g.node("Add", [g.node("Div", [g.node("Sub", [size, ints(1)]), ints(SAMPLE)]), ints(1)])
+    if positions is not None:
+        step = ints(max(1, -(-positions // SAMPLE)))
+    else:
+        size = g.node("Slice", [g.node("Shape", [flat]), ints(2), ints(3)])
+        step = g.node("Add", [g.node("Div", [g.node("Sub", [size, ints(1)]), ints(SAMPLE)]), ints(1)])
     g.node("Slice", [flat, ints(0), ints(2**62), ints(2), step], out)
+
+
+def monotone_sources(model: onnx.ModelProto, tensors: Collection[str],
+                     bounds: Mapping[str, tuple[float, float]]) -> dict[str, str]:
+    """Relu and constant-bound Clip outputs whose input is also reduced: tensor -> that input.
+
+    min, max and the subsample of Relu(x) / Clip(x) are those of x passed through the same clamp
+    (exactly, in float32), so the audit graph does not compute them twice (one pass each saved).
+    """
+    chosen: dict[str, str] = {}
+    for node in model.graph.node:
+        out = node.output[0] if node.output else ""
+        if out in tensors and node.input and node.input[0] in tensors and node.input[0] not in chosen and (
+                node.op_type == "Relu" or (node.op_type == "Clip" and out in bounds)):
+            chosen[out] = node.input[0]
+    return chosen
+
+
+def clamp_of(model: onnx.ModelProto, tensor: str, bounds: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
+    """The float32 (lo, hi) a monotone source's values pass through to become `tensor`."""
+    return (0.0, math.inf) if tensor not in bounds else tuple(float(np.float32(b)) for b in bounds[tensor])
 
 
 def _positions(vi: onnx.ValueInfoProto | None) -> int | None:
@@ -153,14 +218,17 @@ def _positions(vi: onnx.ValueInfoProto | None) -> int | None:
 
 
 def with_reductions(model: onnx.ModelProto, tensors: Sequence[str],
-                    bounds: Mapping[str, tuple[float, float]], raw: Sequence[str] = ()) -> onnx.ModelProto:
-    """A copy of `model` that also returns the reductions of `tensors` and the tensors in `raw` as they are."""
+                    bounds: Mapping[str, tuple[float, float]], raw: Sequence[str] = (),
+                    centered: Collection[str] = (), derived: Collection[str] = ()) -> onnx.ModelProto:
+    """A copy of `model` that also returns the reductions of `tensors` (those in `centered` with
+    centred sums, those in `derived` without what monotone_sources gives) and `raw` as they are."""
     infos = value_infos(model)
     g = _Graph(model)
     for name in tensors:
         vi = infos.get(name)
         elem = vi.type.tensor_type.elem_type if vi is not None else TensorProto.FLOAT
-        _add_tensor(g, name, elem, _positions(vi), bounds.get(name))
+        _add_tensor(g, name, elem, _positions(vi), bounds.get(name), name in centered,
+                    name in derived and name not in centered)
     current = {o.name for o in model.graph.output}
     for name in dict.fromkeys(raw):
         if name not in current:
@@ -168,12 +236,32 @@ def with_reductions(model: onnx.ModelProto, tensors: Sequence[str],
     return g.model
 
 
-def read_reduced(values: Mapping[str, np.ndarray], tensor: str) -> ReducedBatch:
-    """The reductions of one tensor from a run of the audit model."""
+def read_reduced(values: Mapping[str, np.ndarray], tensor: str,
+                 source: tuple[str, tuple[float, float]] | None = None) -> ReducedBatch:
+    """The reductions of one tensor from a run of the audit model, as per-map float64 sums and M2;
+    `source`: (input, clamp) of a derived tensor, whose minima, maxima and subsample are its input's
+    clamped (monotone_sources)."""
     shape = [int(d) for d in values[output_name(tensor, "shape")]]
+    n, c = shape[0], shape[1]
+    m = int(np.prod(shape[2:], dtype=np.int64))
+    s = np.asarray(values[output_name(tensor, "sum")], np.float64).reshape(n, c)
+    q = np.asarray(values[output_name(tensor, "sumsq")], np.float64).reshape(n, c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m2 = q - s * s / max(m, 1)
+        conditioned = bool(np.all((q == 0) | (m2 * CANCELLATION >= q)))
+        shift = values.get(output_name(tensor, "shift"))
+        if shift is not None:  # sums of T - shift: back to sums of T
+            s = s + m * np.asarray(shift, np.float64).reshape(n, c)
+    part, lo, hi = tensor, None, None
+    if source is not None and output_name(tensor, "image_min") not in values:
+        part, (lo, hi) = source[0], (np.float32(b) for b in source[1])
+
+    def clamp(a: np.ndarray) -> np.ndarray:  # float32 in and out: what Relu/Clip computed
+        return a if lo is None else np.clip(a, lo, hi)
     saturated = values.get(output_name(tensor, "saturated"))
     return ReducedBatch(
-        shape=shape, sum=values[output_name(tensor, "sum")], sumsq=values[output_name(tensor, "sumsq")],
-        image_min=values[output_name(tensor, "image_min")], image_max=values[output_name(tensor, "image_max")],
-        zeros=values[output_name(tensor, "zeros")], saturated=saturated,
-        sample=values[output_name(tensor, "sample")])
+        shape=shape, sum=s, m2=np.maximum(m2, 0.0), conditioned=conditioned,
+        image_min=clamp(values[output_name(part, "image_min")]), image_max=clamp(values[output_name(part, "image_max")]),
+        zeros=values[output_name(tensor, "zeros")].reshape(n, c),
+        saturated=None if saturated is None else saturated.reshape(n, c),
+        sample=clamp(values[output_name(part, "sample")]))

@@ -34,16 +34,22 @@ def _bin_table() -> np.ndarray:
     negative, key = code >> (8 + MANTISSA_BITS), code & ((1 << (8 + MANTISSA_BITS)) - 1)
     m = np.minimum(key - _FIRST, MAGNITUDE_BINS - 1)
     index = np.where(negative == 1, ZERO_BIN - 1 - m, ZERO_BIN + 1 + m)
-    return np.where(m < 0, ZERO_BIN, index).astype(np.int64)
+    return np.where(m < 0, ZERO_BIN, index).astype(np.int32)
 
 
 _TABLE = _bin_table()
+SAMPLE = 32  # positions per map kept for the sketch when a map is reduced in the graph (reductions.py)
+
+
+def subsample(maps: np.ndarray) -> np.ndarray:
+    """maps[N, C, M][:, :, ::ceil(M / SAMPLE)]: the positions the audit graph keeps for the sketch."""
+    return maps[:, :, ::max(1, -(-maps.shape[2] // SAMPLE))]
 
 
 def bin_index(values: np.ndarray) -> np.ndarray:
     """Bin of each finite value, read from the top bits of its float32 pattern through a lookup table."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    return np.take(_TABLE, bits >> np.uint32(_SHIFT))
+    return _TABLE.take((bits >> np.uint32(_SHIFT)).astype(np.intp))  # intp indices: 10x a uint32 take
 
 
 def bin_values() -> np.ndarray:
@@ -54,22 +60,51 @@ def bin_values() -> np.ndarray:
     return np.concatenate([-middle[::-1], [0.0], middle])
 
 
-def add_counts(hist: np.ndarray, values: np.ndarray, finite: np.ndarray | None = None) -> None:
-    """Add values [C, K] (float32) into hist [C, BINS] in place; `finite` masks out the values to skip."""
-    flat = bin_index(values) + (np.arange(values.shape[0], dtype=np.int64) * BINS)[:, None]
-    flat = flat if finite is None else flat[finite]
-    hist += np.bincount(flat.reshape(-1), minlength=hist.size).reshape(hist.shape)
+def bins_of(values: np.ndarray, finite: np.ndarray | None = None) -> np.ndarray:
+    """Flat int32 indices into a [C, BINS] histogram of values [C, K] (float32); `finite` masks out values."""
+    flat = bin_index(values)
+    flat += (np.arange(values.shape[0], dtype=np.int32) * BINS)[:, None]  # C * BINS < 2**31
+    return (flat if finite is None else flat[finite]).reshape(-1)
+
+
+class PendingCounts:
+    """Bin indices waiting to be counted into one [C, BINS] histogram: np.bincount costs the
+    histogram's size on every call, so indices are counted once they add up to twice that size
+    (int32: as many bytes as the histogram), or when the histogram is read (`flush`)."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, hist: np.ndarray, flat: np.ndarray) -> None:
+        self.parts.append(flat)
+        self.size += flat.size
+        if self.size >= 2 * hist.size:
+            self.flush(hist)
+
+    def flush(self, hist: np.ndarray) -> np.ndarray:
+        """Count everything pending into `hist` (in place) and return it."""
+        if self.parts:
+            flat = np.concatenate(self.parts)
+            hist += np.bincount(flat, minlength=hist.size).reshape(hist.shape)
+            self.parts, self.size = [], 0
+        return hist
 
 
 def percentiles(hist: np.ndarray, qs: tuple[float, ...], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """[len(qs), C] percentile estimates; NaN for channels without values."""
-    counts = hist.sum(axis=1)
+    channels = hist.shape[0]
     cumulative = np.cumsum(hist, axis=1)
+    counts = cumulative[:, -1].copy()
+    # one sorted search for every channel: row r's running counts shifted by r * (largest count + 1)
+    stride = int(counts.max(initial=0)) + 1
+    shift = np.arange(channels, dtype=np.int64) * stride
+    cumulative += shift[:, None]
     reps = bin_values()
-    out = np.full((len(qs), hist.shape[0]), np.nan)
+    out = np.full((len(qs), channels), np.nan)
     for i, q in enumerate(qs):
-        rank = np.floor(q / 100.0 * (counts - 1))
-        found = np.argmax(cumulative > rank[:, None], axis=1)
-        value = np.clip(reps[found], lo, hi)
+        rank = np.floor(q / 100.0 * (counts - 1)).astype(np.int64)
+        found = np.searchsorted(cumulative.reshape(-1), rank + shift, side="right") - np.arange(channels) * BINS
+        value = np.clip(reps[np.minimum(found, BINS - 1)], lo, hi)
         out[i] = np.where(counts > 0, value, np.nan)
     return out

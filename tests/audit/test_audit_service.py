@@ -99,7 +99,10 @@ def test_cli_resumes_from_its_checkpoint(client, server, tmp_path, capsys):
     whole = _reference(model, images)
     assert report["images"] == len(images)
     assert _flags(report) == _flags(whole)
-    for name, layer in whole["layers"].items():  # other batch boundaries: equal up to rounding
+    for name, layer in whole["layers"].items():  # other batch boundaries: equal up to float32 sums
         for got, want in zip(report["layers"][name]["channels"], layer["channels"], strict=True):
-            for key in ("mean", "std", "min", "max", "zero_fraction"):
-                assert abs(got[key] - want[key]) <= 1e-9 * max(1.0, abs(want[key])), (name, key)
+            for key in ("min", "max", "zero_fraction"):
+                assert got[key] == want[key], (name, key)
+            peak = max(abs(want["min"]), abs(want["max"]))
+            assert abs(got["mean"] - want["mean"]) <= 1e-6 * peak, name
+            assert abs(got["std"] - want["std"]) <= 6e-4 * want["std"] + 1e-6 * peak, name
