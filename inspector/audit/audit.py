@@ -102,6 +102,7 @@ class AuditRun:
         # tensors whose maps need centred sums (reductions.py); kept with the model across audits
         self.centered: set[str] = self._memo(("audit-centered",), set)
         self.sources: dict[str, str] = {}  # Relu/Clip outputs read partly from their input (reductions.py)
+        self._last_read: tuple[object, dict[str, ReducedBatch]] = (None, {})
 
     def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                batch_size: int | None = None) -> None:
@@ -145,17 +146,20 @@ class AuditRun:
         """
         self._fold(values, self._read(values), labels, batch_size, fetch_raw)
 
-    def _read(self, values: Mapping[str, np.ndarray], tensors: Sequence[str] | None = None) -> dict[str, ReducedBatch]:
-        sources = {t: (s, clamp_of(self.model, t, self.bounds)) for t, s in self.sources.items()}
-        return {t: read_reduced(values, t, sources.get(t)) for t in (self.tensors if tensors is None else tensors)
-                if output_name(t, "sum") in values}
+    def _read(self, values: Mapping[str, np.ndarray]) -> dict[str, ReducedBatch]:
+        """Every reduced tensor of one audit-model run (remembered for the run's second reader)."""
+        if self._last_read[0] is not values:
+            sources = {t: (s, clamp_of(self.model, t, self.bounds)) for t, s in self.sources.items()}
+            self._last_read = values, {t: read_reduced(values, t, sources.get(t)) for t in self.tensors
+                                       if output_name(t, "sum") in values}
+        return self._last_read[1]
 
     def recentre(self, values: Mapping[str, np.ndarray]) -> bool:
         """True when some tensor's float32 sums in this run of the audit model cannot give its maps'
         spread (reductions.CANCELLATION): it is centred from now on, and the caller should run the
         batch again through the new audit model (graph_reductions)."""
-        fresh = [t for t in self.tensors if t not in self.centered]
-        uncertain = [t for t, r in self._read(values, fresh).items() if r.finite() and not r.conditioned]
+        uncertain = [t for t, r in self._read(values).items()
+                     if t not in self.centered and r.finite() and not r.conditioned]
         self.centered.update(uncertain)
         return bool(uncertain)
 
