@@ -29,6 +29,10 @@ class InspectorConfig:
     max_message_bytes: int = 4 << 20  # gRPC message limit; results stream in chunks below it
     max_request_bytes: int = 64 << 20
     max_response_bytes: int = 1 << 30  # all chunks of one streamed result together
+    # shared-memory transport for local clients (inspector.service.shared_memory)
+    shared_memory: bool = True  # tensors go through files in shm_dir when a local client proves it can read them
+    shm_dir: Path = Path("/dev/shm")  # where probes and result files live (the client must use the same)
+    shm_max_age_s: float = 60.0  # result files no client opened are removed after this long
     # untrusted models (inspector.store.vetting)
     vetting: bool = True  # check + first load and run in a child process before accepting
     vet_timeout_s: float = 60.0

@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
                         "unsafe for untrusted models)")
     p.add_argument("--vet-timeout", type=float, default=InspectorConfig.vet_timeout_s,
                    help="seconds a new model may take to load and run once in the vetting child")
+    p.add_argument("--no-shared-memory", action="store_true",
+                   help="always stream results over gRPC; by default local clients that prove they share "
+                        "/dev/shm get large tensors through files there")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO")
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> InspectorConfig:
         max_response_bytes=int(args.max_response_mb * (1 << 20)),
         max_concurrent=args.workers, max_queued=args.max_queued,
         vetting=not args.no_vetting, vet_timeout_s=args.vet_timeout,
+        shared_memory=not args.no_shared_memory,
         auth_tokens=load_tokens(args.auth_token_file),
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca)
     if args.store is not None:

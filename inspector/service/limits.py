@@ -124,10 +124,15 @@ class LimitsInterceptor(grpc.ServerInterceptor):
             try:
                 sent = 0
                 for message in behavior(request, context):
-                    sent += message.ByteSize()
+                    sent += _result_bytes(message)
                     self._check_size(context, sent)
                     yield message
             finally:
                 self.gate.leave()
 
         return run
+
+
+def _result_bytes(message) -> int:
+    """A streamed message's size plus the bytes of the items it hands over in shared memory."""
+    return message.ByteSize() + sum(i.nbytes for i in getattr(message, "shared_items", ()))

@@ -18,6 +18,7 @@ from inspector.service.limits import Gate, LimitsInterceptor
 from inspector.service.malloc import tune_malloc
 from inspector.service.metrics import Metrics, ObservingInterceptor, serve_metrics
 from inspector.service.servicer import InspectorServicer
+from inspector.service.shared_memory import SharedMemory
 from inspector.service.tls import server_credentials
 from inspector.store.vetting import quarantined, verify_store
 from inspector.v1 import inspector_pb2 as pb
@@ -39,6 +40,7 @@ class RunningServer:
     metrics_port: int | None = None
     quarantined_now: list[tuple[str, str]] = field(default_factory=list)  # found at this start
     _metrics_http: object = None
+    shared_memory: SharedMemory | None = None  # None: configured off
 
     @property
     def address(self) -> str:
@@ -54,6 +56,8 @@ class RunningServer:
         self.server.stop(grace).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
+        if self.shared_memory is not None:
+            self.shared_memory.close()
 
 
 def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0,
@@ -79,7 +83,10 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
         LimitsInterceptor(gate, config.max_response_bytes, config.retry_after_s)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
                          interceptors=interceptors, options=options, maximum_concurrent_rpcs=threads)
-    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector), server)
+    shm = SharedMemory.from_config(config)
+    if shm is not None:
+        shm.sweep()  # result files a previous, killed server left behind
+    pb_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector, shm), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -98,18 +105,18 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
         bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
-    _gauges(metrics, inspector, gate)
+    _gauges(metrics, inspector, gate, shm)
     http = serve_metrics(metrics, host, metrics_port) if metrics_port is not None else None
     server.start()
     log.info("inspector serving on %s:%d (%s, %s, store %s)", host, bound,
              "TLS" if config.tls_cert else "plain text",
              "token auth" if config.auth_tokens else "no auth", config.store_dir)
     return RunningServer(server, bound, inspector, health_servicer, metrics, gate,
-                         http.server_address[1] if http else None, found, http)
+                         http.server_address[1] if http else None, found, http, shm)
 
 
-def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate) -> None:
-    """Queue depth, running calls, session-cache counters and quarantined entries."""
+def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, shm: SharedMemory | None) -> None:
+    """Queue depth, running calls, session-cache counters, quarantined entries, shared memory."""
     metrics.gauge("inspector_calls_running", "RPCs executing now.", lambda: gate.running)
     metrics.gauge("inspector_queue_depth", "RPCs waiting for a slot.", lambda: gate.waiting)
     for key in ("hits", "misses", "evictions", "entries", "bytes"):
@@ -117,3 +124,9 @@ def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate) -> None:
                       lambda k=key: inspector.sessions.stats().get(k, 0))
     metrics.gauge("inspector_store_quarantined", "Store entries quarantined as corrupt.",
                   lambda: len(quarantined(inspector.store.root)))
+    if shm is not None:
+        metrics.gauge("inspector_shm_bytes", "Result bytes handed to local clients in shared memory.",
+                      lambda: shm.bytes_sent)
+        metrics.gauge("inspector_shm_files", "Shared-memory result files written.", lambda: shm.files_written)
+        metrics.gauge("inspector_shm_files_removed", "Shared-memory result files no client opened, removed.",
+                      lambda: shm.files_removed)

@@ -15,6 +15,7 @@ from inspector.core import Inspector
 from inspector.runtime.cancellation import cancellable
 from inspector.service import convert
 from inspector.service.metrics import current_request_id
+from inspector.service.shared_memory import SharedMemory
 from inspector.service.streaming import progress_message, result_messages
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -73,16 +74,18 @@ def handled(rpc):
 
 
 class InspectorServicer(pb_grpc.InspectorServicer):
-    def __init__(self, inspector: Inspector) -> None:
+    def __init__(self, inspector: Inspector, shared_memory: SharedMemory | None = None) -> None:
         self.core = inspector
         self.limit = inspector.config.max_message_bytes
+        self.shm = shared_memory  # None: results always stream
 
     def _info(self, info) -> pb.ModelInfo:
         loaded = self.core.open(info.id)
         return convert.model_info_to_proto(info, loaded.providers)
 
-    def _stream(self, result) -> Iterator[pb.ResultChunk]:
-        return result_messages(result, self.limit)
+    def _stream(self, result, context: grpc.ServicerContext) -> Iterator[pb.ResultChunk]:
+        shm = self.shm if self.shm is not None and self.shm.usable(context) else None
+        return result_messages(result, self.limit, shm=shm)
 
     # ---- models -------------------------------------------------------------------------
     @handled
@@ -132,7 +135,8 @@ class InspectorServicer(pb_grpc.InspectorServicer):
     # ---- inspection ---------------------------------------------------------------------
     @handled
     def Infer(self, request, context):
-        yield from self._stream(self.core.infer(_model(request), convert.input_to_domain(request.input)))
+        result = self.core.infer(_model(request), convert.input_to_domain(request.input))
+        yield from self._stream(result, context)
 
     @handled
     def FeatureMaps(self, request, context):
@@ -144,7 +148,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         raw = request.raw or not (request.png or request.stats)
         yield from self._stream(self.core.feature_maps(
             _model(request), convert.input_to_domain(request.input), list(request.layers) or None,
-            raw=raw, png=request.png, stats=request.stats, float16=request.float16, render=render))
+            raw=raw, png=request.png, stats=request.stats, float16=request.float16, render=render), context)
 
     @handled
     def Weights(self, request, context):
@@ -152,31 +156,33 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         yield from self._stream(self.core.weights(
             _model(request), list(request.layers) or None, raw=raw, png=request.png,
             histogram=request.histogram, stats=request.stats, mode=request.mode or "auto",
-            cmap=request.cmap or "RdBu_r"))
+            cmap=request.cmap or "RdBu_r"), context)
 
     @handled
     def Gradients(self, request, context):
         target = convert.target_to_domain(request.target) if request.HasField("target") else None
         yield from self._stream(self.core.gradients(
             _model(request), convert.input_to_domain(request.input), list(request.wrt) or None,
-            target, request.policy or "standard"))
+            target, request.policy or "standard"), context)
 
     @handled
     def Explain(self, request, context):
         target = convert.target_to_domain(request.target) if request.HasField("target") else None
         o = request.overlay
-        yield from self._stream(self.core.explain(
+        result = self.core.explain(
             _model(request), convert.input_to_domain(request.input), request.method or "gradcam",
             target, list(request.layers) or None, convert.struct_to_dict(request.params),
-            overlay=not o.skip, cmap=o.cmap or "jet", alpha=o.alpha if o.HasField("alpha") else 0.5))
+            overlay=not o.skip, cmap=o.cmap or "jet", alpha=o.alpha if o.HasField("alpha") else 0.5)
+        yield from self._stream(result, context)
 
     @handled
     def Evaluate(self, request, context):
         target = convert.target_to_domain(request.target) if request.HasField("target") else None
-        yield from self._stream(self.core.evaluate(
+        result = self.core.evaluate(
             _model(request), convert.input_to_domain(request.input),
             convert.tensor_to_numpy(request.heatmap, "heatmap"), target,
-            list(request.metrics) or ["deletion", "insertion"], convert.struct_to_dict(request.params)))
+            list(request.metrics) or ["deletion", "insertion"], convert.struct_to_dict(request.params))
+        yield from self._stream(result, context)
 
     @handled
     def ListMethods(self, request, context):
@@ -190,7 +196,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             _model(request), request.layer, [int(c) for c in request.channels],
             steps=request.steps or 256, objective=request.objective or "channel",
             params=convert.struct_to_dict(request.params), preview_every=request.preview_every)
-        yield from self._drive(run)
+        yield from self._drive(run, context)
 
     @handled
     def AuditStats(self, request_iterator, context):
@@ -204,15 +210,15 @@ class InspectorServicer(pb_grpc.InspectorServicer):
                               preprocess=convert.preprocess_to_dict(h.preprocess),
                               labels=list(h.labels) or None, resume_state=h.resume_state or None,
                               checkpoint_every=h.checkpoint_every)
-        yield from self._drive(run)
+        yield from self._drive(run, context)
 
-    def _drive(self, run):
+    def _drive(self, run, context: grpc.ServicerContext):
         """Stream a generator's progress events, then its returned Result."""
         try:
             while True:
                 yield from progress_message(next(run), self.limit)
         except StopIteration as stop:
-            yield from self._stream(stop.value)
+            yield from self._stream(stop.value, context)
         finally:
             run.close()
 

@@ -410,19 +410,29 @@ class BlobMeta(_message.Message):
     media_type: str
     def __init__(self, media_type: _Optional[str] = ...) -> None: ...
 
+class SharedMemoryRef(_message.Message):
+    __slots__ = ("path", "offset")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    offset: int
+    def __init__(self, path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
 class ItemStart(_message.Message):
-    __slots__ = ("group", "name", "nbytes", "tensor", "blob")
+    __slots__ = ("group", "name", "nbytes", "tensor", "blob", "shm")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NBYTES_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     BLOB_FIELD_NUMBER: _ClassVar[int]
+    SHM_FIELD_NUMBER: _ClassVar[int]
     group: str
     name: str
     nbytes: int
     tensor: TensorMeta
     blob: BlobMeta
-    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., nbytes: _Optional[int] = ..., tensor: _Optional[_Union[TensorMeta, _Mapping]] = ..., blob: _Optional[_Union[BlobMeta, _Mapping]] = ...) -> None: ...
+    shm: SharedMemoryRef
+    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., nbytes: _Optional[int] = ..., tensor: _Optional[_Union[TensorMeta, _Mapping]] = ..., blob: _Optional[_Union[BlobMeta, _Mapping]] = ..., shm: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("step", "total", "values", "message")
@@ -437,13 +447,15 @@ class Progress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
-    __slots__ = ("header", "item", "data", "progress")
+    __slots__ = ("header", "item", "data", "progress", "shared_items")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_ITEMS_FIELD_NUMBER: _ClassVar[int]
     header: ResultHeader
     item: ItemStart
     data: bytes
     progress: Progress
-    def __init__(self, header: _Optional[_Union[ResultHeader, _Mapping]] = ..., item: _Optional[_Union[ItemStart, _Mapping]] = ..., data: _Optional[bytes] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+    shared_items: _containers.RepeatedCompositeFieldContainer[ItemStart]
+    def __init__(self, header: _Optional[_Union[ResultHeader, _Mapping]] = ..., item: _Optional[_Union[ItemStart, _Mapping]] = ..., data: _Optional[bytes] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., shared_items: _Optional[_Iterable[_Union[ItemStart, _Mapping]]] = ...) -> None: ...

@@ -1,6 +1,7 @@
 """inspector-client: the thin Python client of the inspector gRPC service."""
 
 from .client import InspectorClient
+from .shared_memory import SharedMemoryError
 from .types import (
            Explanation,
            LayerInfo,
@@ -12,4 +13,4 @@ from .types import (
 )
 
 __all__ = ["InspectorClient", "Explanation", "LayerInfo", "Maximization", "ModelInfo", "Progress",
-           "StreamedResult", "TensorInfo"]
+           "SharedMemoryError", "StreamedResult", "TensorInfo"]

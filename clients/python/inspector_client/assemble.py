@@ -1,4 +1,7 @@
-"""Reassemble a ResultChunk stream into arrays and blobs (the wire format in the .proto)."""
+"""Reassemble a ResultChunk stream into arrays and blobs (the wire format in the .proto).
+
+Items the server put in shared memory come back as views of the mapped file (no copy).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from google.protobuf import json_format
 
+from .shared_memory import ResultFiles, SharedMemoryError
 from .types import Progress, StreamedResult
 from .v1 import inspector_pb2 as pb
 
@@ -14,10 +18,14 @@ PROGRESS_GROUPS = ("preview", "checkpoint")  # items that belong to the progress
 
 
 class _Item:
-    def __init__(self, start: pb.ItemStart) -> None:
+    def __init__(self, start: pb.ItemStart, shared: np.ndarray | None = None) -> None:
+        """`shared`: the item's bytes, already complete in shared memory."""
         self.start = start
-        self.buffer = np.empty(start.nbytes, np.uint8)  # not zero-filled: every byte gets written
-        self.filled = 0
+        if shared is None:
+            self.buffer = np.empty(start.nbytes, np.uint8)  # not zero-filled: every byte gets written
+            self.filled = 0
+        else:
+            self.buffer, self.filled = shared, len(shared)
 
     def append(self, data: bytes) -> None:
         end = self.filled + len(data)
@@ -38,8 +46,11 @@ class _Item:
 
 
 def assemble(chunks: Iterable[pb.ResultChunk],
-             on_progress: Callable[[Progress], None] | None = None) -> StreamedResult:
+             on_progress: Callable[[Progress], None] | None = None,
+             shm_dir: str | None = None) -> StreamedResult:
+    """`shm_dir`: where shared-memory items may lie (None: the client did not offer it)."""
     result = StreamedResult()
+    files = ResultFiles(shm_dir) if shm_dir is not None else None
     current: _Item | None = None
     pending_previews: dict[str, bytes] = {}
     last_progress: Progress | None = None
@@ -54,7 +65,8 @@ def assemble(chunks: Iterable[pb.ResultChunk],
             return
         result.items.setdefault(group, {})[name] = value
 
-    for msg in chunks:
+    messages = iter(chunks)
+    for msg in messages:
         if msg.HasField("header"):
             h = msg.header
             result.model_id, result.providers = h.model_id, tuple(h.providers)
@@ -67,6 +79,17 @@ def assemble(chunks: Iterable[pb.ResultChunk],
                 on_progress(last_progress)
             p = msg.progress
             last_progress = Progress(p.step, p.total, tuple(p.values), p.message, dict(pending_previews))
+        for start in msg.shared_items:
+            finish(current)
+            if files is None:
+                raise SharedMemoryError(f"the server put item {start.name!r} in shared memory, "
+                                        "which this client did not offer")
+            try:
+                current = _Item(start, files.item_bytes(start))
+            except SharedMemoryError:
+                for _ in messages:  # a call that failed meanwhile (its file is gone) raises its own error
+                    pass
+                raise
         if msg.HasField("item"):
             finish(current)
             current = _Item(msg.item)

@@ -12,6 +12,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from .assemble import assemble
+from .shared_memory import DEFAULT_DIR, Probe, is_local_target, usable_dir
 from .types import (
     Explanation,
     LayerInfo,
@@ -34,14 +35,22 @@ class InspectorClient:
 
     `x` arguments take a numpy array (used as the input tensor as is), encoded image bytes,
     an image file path, or a list of bytes/paths (a batch, preprocessed by the model's spec).
+
+    Results from a server on this machine come through shared memory (files in `shm_dir`, the
+    server's too) when both sides allow it; `shared_memory=False` always streams them over gRPC.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", token: str | None = None, *,
                  timeout: float | None = None, max_message_mb: int = 64,
                  credentials: grpc.ChannelCredentials | None = None,
                  tls_ca: str | os.PathLike | None = None, tls_cert: str | os.PathLike | None = None,
-                 tls_key: str | os.PathLike | None = None) -> None:
-        """TLS when `tls_ca` (PEM roots) or `tls_cert`+`tls_key` (mutual TLS) or `credentials`."""
+                 tls_key: str | os.PathLike | None = None, shared_memory: bool | None = None,
+                 shm_dir: str | os.PathLike = DEFAULT_DIR) -> None:
+        """TLS when `tls_ca` (PEM roots) or `tls_cert`+`tls_key` (mutual TLS) or `credentials`.
+
+        `shared_memory`: None offers it when the target is local and `shm_dir` is writable, True
+        offers it anyway, False never; the server uses it only after checking our probe file.
+        """
         limit = max_message_mb << 20
         options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
         if credentials is None and (tls_ca or tls_cert or tls_key):
@@ -56,6 +65,10 @@ class InspectorClient:
         self._stub = pb_grpc.InspectorStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
+        self._shm_dir = os.path.abspath(shm_dir)
+        if shared_memory is None:
+            shared_memory = is_local_target(target) and usable_dir(self._shm_dir)
+        self._probe = Probe(self._shm_dir) if shared_memory else None
 
     def __enter__(self) -> InspectorClient:
         return self
@@ -64,13 +77,24 @@ class InspectorClient:
         self.close()
 
     def close(self) -> None:
+        """Close the channel and remove our probe file; arrays already returned stay valid."""
         self._channel.close()
+        if self._probe is not None:
+            self._probe.close()
 
     def _call(self, method, request, **kw):
         return method(request, metadata=self._metadata, timeout=kw.pop("timeout", self.timeout), **kw)
 
+    def _results(self, chunks: Iterable[pb.ResultChunk], on_progress=None) -> StreamedResult:
+        return assemble(chunks, on_progress, self._shm_dir if self._probe is not None else None)
+
+    def _stream_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata of calls returning ResultChunks: the probe's path and token when offered."""
+        return self._metadata + (self._probe.metadata() if self._probe is not None else ())
+
     def _result(self, method, request, on_progress=None) -> StreamedResult:
-        return assemble(self._call(method, request), on_progress)
+        chunks = method(request, metadata=self._stream_metadata(), timeout=self.timeout)
+        return self._results(chunks, on_progress)
 
     # ---- models -------------------------------------------------------------------------
     def load_model(self, path_or_bytes: str | os.PathLike | bytes | None = None, *,
@@ -277,8 +301,8 @@ class InspectorClient:
             if batch:
                 yield pb.AuditRequest(batch=_input(batch, None))
 
-        res = assemble(self._stub.AuditStats(requests(), metadata=self._metadata, timeout=self.timeout),
-                       on_progress)
+        res = self._results(self._stub.AuditStats(requests(), metadata=self._stream_metadata(),
+                                                  timeout=self.timeout), on_progress)
         return json.loads(res.group("audit")["audit"])
 
 
