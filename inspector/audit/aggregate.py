@@ -59,6 +59,7 @@ class ReducedBatch:
     zeros: np.ndarray  # [N, C] exact integer counts
     saturated: np.ndarray | None  # [N, C] like zeros; None: no bounds
     sample: np.ndarray  # [N, C, K] strided subsample of each map, for the percentile sketch only
+    source: str | None = None  # min, max and sample came from this tensor's (reductions.monotone_sources)
 
     def finite(self) -> bool:
         """False when the batch held a NaN or an infinity (or overflowed float32 sums)."""

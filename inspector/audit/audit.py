@@ -175,7 +175,7 @@ class AuditRun:
                                   "[N, classes]; audit without labels.", field="labels")
         reduced = {t: r for t, r in reduced.items() if t in self.tensors}
         nonfinite = [t for t, r in reduced.items() if not r.finite()]
-        nonfinite += [t for t, s in self.sources.items() if s in nonfinite and t in reduced and t not in nonfinite]
+        nonfinite += [t for t, r in reduced.items() if r.source in nonfinite and t not in nonfinite]
         uncertain = [t for t, r in reduced.items() if t not in nonfinite and not r.conditioned]
         redone = [*nonfinite, *uncertain]
         if redone:
@@ -263,7 +263,8 @@ def audit_model(access: ModelAccess, batches: Iterable[np.ndarray | tuple[np.nda
 
 def fold_batch(access: ModelAccess, run: AuditRun, x: np.ndarray, labels: np.ndarray | None = None) -> None:
     """One batch into `run`: through the audit model where `access` runs variants (OrtModelAccess),
-    else by exposing the full tensors."""
+    else by exposing the full tensors. (Folding on a second thread while the model runs the next
+    batch was measured slower on 2 cores: the fold competes with onnxruntime's own threads.)"""
     if not hasattr(access, "forward_variant"):
         run.update(access.forward(x, fetch=run.tensors), labels, batch_size=len(x))
         return

@@ -264,4 +264,4 @@ def read_reduced(values: Mapping[str, np.ndarray], tensor: str,
         image_min=clamp(values[output_name(part, "image_min")]), image_max=clamp(values[output_name(part, "image_max")]),
         zeros=values[output_name(tensor, "zeros")].reshape(n, c),
         saturated=None if saturated is None else saturated.reshape(n, c),
-        sample=clamp(values[output_name(part, "sample")]))
+        sample=clamp(values[output_name(part, "sample")]), source=None if part == tensor else part)
