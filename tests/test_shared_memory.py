@@ -1,6 +1,7 @@
 """The shared-memory transport through a real server: the same values as streaming and as
 in-process, nothing left in the shm directory, and plain streaming whenever the probe fails."""
 
+import gc
 import os
 import re
 import secrets
@@ -24,6 +25,7 @@ from inspector.service.server import start_server
 from inspector.service.shared_memory import MIN_BYTES, is_local_peer
 
 RESULT = re.compile(r"inspector-[0-9a-f]{32}")
+FREE = re.compile(r"inspector-free-[0-9a-f]{32}")
 
 
 def _model():
@@ -104,7 +106,9 @@ def test_values_equal_shared_memory_streamed_and_in_process(shm_server, shm_dir)
     big = [v.nbytes for v in (*expected.values(), *outputs.values()) if v.nbytes >= MIN_BYTES]
     assert len(big) == 3 and shm.bytes_sent - before == sum(big)  # conv3_out and logits streamed
     assert f"inspector_shm_bytes {shm.bytes_sent}" in shm_server.metrics.render()
-    assert os.listdir(shm_dir) == []  # result files unlinked by the client, probe removed on close
+    del got
+    gc.collect()  # no array left: every result file handed back for reuse, the probe removed on close
+    assert os.listdir(shm_dir) and all(FREE.fullmatch(n) for n in os.listdir(shm_dir))
 
 
 def test_arrays_are_writable_and_outlive_the_client(shm_server, shm_dir):
@@ -115,7 +119,28 @@ def test_arrays_are_writable_and_outlive_the_client(shm_server, shm_dir):
     assert conv1.flags.writeable and np.array_equal(conv1, reference["conv1_out"])
     conv1 += 1  # copy-on-write: the client's own pages
     assert np.array_equal(conv1, reference["conv1_out"] + 1)
-    assert _results(shm_dir) == []
+    assert len(_results(shm_dir)) == 1  # in use while an array of it lives
+    del maps, conv1
+    gc.collect()
+    assert _results(shm_dir) == [] and any(FREE.fullmatch(n) for n in os.listdir(shm_dir))
+
+
+def test_a_released_file_carries_a_later_response_and_a_held_one_is_never_reused(shm_server, shm_dir):
+    shm = shm_server.shared_memory
+    inputs = [X * k for k in (1.0, -2.0, 3.0)]
+    expected = [shm_server.inspector.feature_maps("shm", InputData(tensor=x), ["conv1"]).group("feature")
+                for x in inputs]
+    with InspectorClient(shm_server.address, shm_dir=shm_dir) as client:
+        held = client.feature_maps("shm", inputs[0], ["conv1"])
+        dropped = client.feature_maps("shm", inputs[1], ["conv1"])
+        assert np.array_equal(dropped["conv1_out"], expected[1]["conv1_out"])
+        del dropped
+        gc.collect()
+        reused = shm.files_reused
+        again = client.feature_maps("shm", inputs[2], ["conv1"])
+        assert shm.files_reused == reused + 1
+        assert np.array_equal(again["conv1_out"], expected[2]["conv1_out"])
+        assert np.array_equal(held["conv1_out"], expected[0]["conv1_out"])  # untouched throughout
 
 
 @pytest.mark.parametrize("case", ["valid", "wrong token", "missing", "symlink", "outside", "fifo",
@@ -139,9 +164,11 @@ def test_streams_unless_the_probe_holds(shm_server, shm_dir, tmp_path, case):
         case, [("inspector-shm-probe", path), ("inspector-shm-token", token)])
     messages = _raw_call(shm_server, metadata)
     assert len(_shared(messages)) == (2 if case == "valid" else 0)
-    got = assemble(messages, shm_dir=shm_dir).group("feature")  # opens and unlinks shared files
+    got = assemble(messages, shm_dir=shm_dir).group("feature")  # maps the shared file
     expected = shm_server.inspector.feature_maps("shm", InputData(tensor=X), ["Conv"]).group("feature")
     assert all(np.array_equal(got[k], expected[k]) for k in expected)
+    del got
+    gc.collect()
     assert _results(shm_dir) == []
     for leftover in os.listdir(shm_dir):
         os.unlink(os.path.join(shm_dir, leftover))
@@ -175,8 +202,9 @@ def test_janitor_removes_files_no_client_opened(shm_server, shm_dir):
     assert _results(shm_dir) == list(files)
     not_ours = Path(shm_dir, "inspector-notes")
     not_ours.write_text("not a result file")
-    assert shm_server.shared_memory.sweep(max_age_s=0) == 1
+    assert shm_server.shared_memory.sweep(max_age_s=0) >= 1  # and the free files of earlier tests
     assert _results(shm_dir) == [] and os.path.exists(path) and not_ours.exists()
+    assert not any(FREE.fullmatch(n) for n in os.listdir(shm_dir))
     with pytest.raises(SharedMemoryError, match="shared_memory=False"):
         assemble(messages, shm_dir=shm_dir)  # the file is gone: a clear error
     os.unlink(path)
@@ -193,6 +221,8 @@ def test_png_blobs_and_small_tensors_stream(shm_server, shm_dir):
     assert {i.group for i in streamed} == {"feature", "png", "stats"}  # conv3_out, PNGs, statistics
     res = assemble(messages, shm_dir=shm_dir)
     assert all(v.startswith(b"\x89PNG") for v in res.group("png").values())
+    del res
+    gc.collect()
     assert _results(shm_dir) == []
 
 
