@@ -149,7 +149,7 @@ class AuditRun:
     def _read(self, values: Mapping[str, np.ndarray]) -> dict[str, ReducedBatch]:
         """Every reduced tensor of one audit-model run (remembered for the run's second reader)."""
         if self._last_read[0] is not values:
-            sources = {t: (s, clamp_of(self.model, t, self.bounds)) for t, s in self.sources.items()}
+            sources = {t: (s, clamp_of(t, self.bounds)) for t, s in self.sources.items()}
             self._last_read = values, {t: read_reduced(values, t, sources.get(t)) for t in self.tensors
                                        if output_name(t, "sum") in values}
         return self._last_read[1]

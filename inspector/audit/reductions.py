@@ -12,9 +12,9 @@ this rewrite appends, per tensor T [N, C, ...] (viewed as [N, C, M]), nodes that
   shape            int64 [rank]
 Counts, minima and maxima are exact. Sums are float32 over one map (M values) and are merged in
 float64 on the host; `read_reduced` says when a map's float32 sums cannot give its variance to
-the documented accuracy (a large mean next to a small spread), and the audit then folds that
-tensor exactly and centres it from then on (`centered`: each map minus its subsample's mean,
-which leaves little to cancel). A non-finite value (or a float32 overflow of the sums) makes the
+the documented accuracy (a large mean next to a small spread), and the audit then centres that
+tensor from then on (`centered`: each map minus its subsample's mean, which leaves little to
+cancel) and runs the batch again. A non-finite value (or a float32 overflow of the sums) makes the
 sums non-finite, which is how the host knows to redo that tensor exactly.
 Why these ops: each is one vectorized pass over the map in onnxruntime (Cast to float64 was 2x the
 memory traffic; ReduceSumSquare and Cast(bool->float) are scalar loops; see bench_audit.py).
@@ -39,7 +39,7 @@ _FROM_SOURCE = ("image_min", "image_max", "sample")  # what a derived tensor rea
 MIN_OPSET = 11  # Equal on floats; older models keep the exposed-tensor path
 # A map's float32 sums give its M2 = sumsq - sum**2 / M to about 3 * 2e-6 * sumsq (measured worst
 # case of onnxruntime's float32 ReduceSum over 112x112 maps); where sumsq exceeds CANCELLATION times
-# M2 that could exceed 6e-4 of M2, so the tensor is folded exactly and centred instead.
+# M2 that could exceed 6e-4 of M2, so the tensor is centred instead (AuditRun.recentre).
 CANCELLATION = 100.0
 
 
@@ -204,8 +204,9 @@ def monotone_sources(model: onnx.ModelProto, tensors: Collection[str],
     return chosen
 
 
-def clamp_of(model: onnx.ModelProto, tensor: str, bounds: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
-    """The float32 (lo, hi) a monotone source's values pass through to become `tensor`."""
+def clamp_of(tensor: str, bounds: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
+    """The float32 (lo, hi) a monotone source's values pass through to become `tensor` (a Relu
+    output has no saturation bounds; a Clip output's are its clip bounds)."""
     return (0.0, math.inf) if tensor not in bounds else tuple(float(np.float32(b)) for b in bounds[tensor])
 
 
