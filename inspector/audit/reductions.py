@@ -31,7 +31,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.audit.aggregate import ReducedBatch
-from inspector.audit.sketch import SAMPLE
+from inspector.audit.sketch import SAMPLE, sample_step
 from inspector.graph.info import value_infos
 
 PARTS = ("sum", "sumsq", "image_min", "image_max", "zeros", "shape", "sample")
@@ -175,13 +175,13 @@ def _add_tensor(g: _Graph, name: str, elem: int, positions: int | None,
 
 
 def _strided_sample(g: _Graph, flat: str, positions: int | None, out: str) -> None:
-    """flat[:, :, ::step] with step = ceil(M / SAMPLE) (at least 1); computed in the graph when M is
+    """flat[:, :, ::sketch.sample_step(M)]; the step is computed in the graph (the same formula) when M is
     not known before the run."""
     def ints(*v: int) -> str:
         return g.const(np.asarray(v, np.int64))
 
     if positions is not None:
-        step = ints(max(1, -(-positions // SAMPLE)))
+        step = ints(sample_step(positions))
     else:
         size = g.node("Slice", [g.node("Shape", [flat]), ints(2), ints(3)])
         step = g.node("Add", [g.node("Div", [g.node("Sub", [size, ints(1)]), ints(SAMPLE)]), ints(1)])

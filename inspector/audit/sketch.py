@@ -41,9 +41,14 @@ _TABLE = _bin_table()
 SAMPLE = 32  # positions per map kept for the sketch when a map is reduced in the graph (reductions.py)
 
 
+def sample_step(positions: int) -> int:
+    """ceil(M / SAMPLE), at least 1: the stride of the positions kept from a map of M values."""
+    return max(1, -(-positions // SAMPLE))
+
+
 def subsample(maps: np.ndarray) -> np.ndarray:
-    """maps[N, C, M][:, :, ::ceil(M / SAMPLE)]: the positions the audit graph keeps for the sketch."""
-    return maps[:, :, ::max(1, -(-maps.shape[2] // SAMPLE))]
+    """maps[N, C, M][:, :, ::sample_step(M)]: the positions the audit graph keeps for the sketch."""
+    return maps[:, :, ::sample_step(maps.shape[2])]
 
 
 def bin_index(values: np.ndarray) -> np.ndarray:

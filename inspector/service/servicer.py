@@ -90,11 +90,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
     # ---- models -------------------------------------------------------------------------
     @handled
     def UploadModel(self, request_iterator, context):
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise errors.InvalidArgument("the first UploadModel message must be an UploadHeader",
-                                         field="header")
-        header = first.header
+        header = _first_header(request_iterator, "UploadModel", "UploadHeader")
         if header.size and header.size > self.core.config.max_upload_bytes:
             raise errors.ResourceExhausted(
                 f"model of {header.size} bytes exceeds the upload limit of "
@@ -200,11 +196,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
 
     @handled
     def AuditStats(self, request_iterator, context):
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise errors.InvalidArgument("the first AuditStats message must be an AuditHeader",
-                                         field="header")
-        h = first.header
+        h = _first_header(request_iterator, "AuditStats", "AuditHeader")
         batches = (convert.input_to_domain(m.batch) for m in request_iterator)
         run = self.core.audit(_model(h), batches, layers=list(h.layers) or None,
                               preprocess=convert.preprocess_to_dict(h.preprocess),
@@ -221,6 +213,14 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             yield from self._stream(stop.value, context)
         finally:
             run.close()
+
+
+def _first_header(request_iterator, rpc: str, kind: str):
+    """The header that must open a client stream, or INVALID_ARGUMENT naming it."""
+    first = next(request_iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise errors.InvalidArgument(f"the first {rpc} message must be an {kind}", field="header")
+    return first.header
 
 
 def _model(request) -> str:
