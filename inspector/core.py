@@ -155,8 +155,9 @@ class Inspector:
 
     def audit(self, ref: str, batches: Iterable[InputData], *, layers: Sequence[str] | None = None,
               preprocess: dict | None = None, labels: Sequence[int] | None = None,
-              resume_state: bytes | None = None, checkpoint_every: int = 0):
-        """A generator of Progress events (one per batch) that returns the audit as a Result."""
+              resume_state: bytes | None = None, checkpoint_every: int = 0, columnar: bool = False):
+        """A generator of Progress events (one per batch) that returns the audit as a Result
+        (`columnar`: per-channel statistics as arrays, see calls.audit)."""
         from inspector.calls.audit import audit
 
         loaded = self._open(ref)
@@ -167,7 +168,7 @@ class Inspector:
             return self._input(loaded, inp)
 
         return audit(loaded, prepare, batches, layers=layers, labels=labels, resume_state=resume_state,
-                     checkpoint_every=checkpoint_every)
+                     checkpoint_every=checkpoint_every, columnar=columnar)
 
     def _image_spec(self, loaded: LoadedModel, size=None):
         """The model's resolved preprocessing; with `size`, images of that size (any model)."""

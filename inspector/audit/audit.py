@@ -20,7 +20,14 @@ import onnx
 from inspector.access import ModelAccess
 from inspector.audit.aggregate import ActivationAggregator, LayerStats, ReducedBatch
 from inspector.audit.behaviour import PredictionTally
-from inspector.audit.flags import DEFAULT_THRESHOLDS, AuditThresholds, channel_flags
+from inspector.audit.flags import (
+    DEFAULT_THRESHOLDS,
+    FLAG_LISTS,
+    FLAG_NAMES,
+    AuditThresholds,
+    flag_bits,
+    flag_masks,
+)
 from inspector.audit.reductions import (
     clamp_of,
     monotone_sources,
@@ -44,7 +51,7 @@ from inspector.audit.weights import (
 )
 from inspector.errors import FailedPrecondition, InvalidArgument
 
-_CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
+CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
                    "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")
 
 
@@ -62,17 +69,34 @@ def _numbers(values: np.ndarray) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in np.asarray(values, np.float64).tolist()]
 
 
+def _layer_columns(stats: LayerStats, bounds: tuple[float, float] | None,
+                   thresholds: AuditThresholds) -> tuple[dict, list[str], np.ndarray, np.ndarray]:
+    """One tensor's report entry without its channels, the fields its channels carry, their
+    float64 [len(CHANNEL_FIELDS), C] values (rows of absent fields NaN) and uint8 flag bits."""
+    masks = flag_masks(stats, thresholds)
+    fields = [f for f in CHANNEL_FIELDS if getattr(stats, f) is not None]
+    columns = np.full((len(CHANNEL_FIELDS), len(stats.mean)), np.nan)
+    for i, f in enumerate(CHANNEL_FIELDS):
+        if f in fields:
+            columns[i] = getattr(stats, f)
+    head = {"op_type": stats.op_type, "shape": stats.shape,
+            "saturation_bounds": None if bounds is None else [_number(b) for b in bounds],
+            "flag_counts": {f: int(np.count_nonzero(masks[f])) for f in FLAG_NAMES}}
+    return head, fields, columns, flag_bits(masks)
+
+
+def channel_objects(fields: Sequence[str], columns: np.ndarray, bits: np.ndarray) -> list[dict]:
+    """report.json's per-channel objects from columns ([len(CHANNEL_FIELDS), C]) and flag bits."""
+    values = [_numbers(columns[CHANNEL_FIELDS.index(f)]) for f in fields]
+    return [{"index": i, **dict(zip(fields, row, strict=True)), "flags": list(FLAG_LISTS[b])}
+            for i, (row, b) in enumerate(zip(zip(*values, strict=True), bits.tolist(), strict=True))]
+
+
 def layer_report(stats: LayerStats, bounds: tuple[float, float] | None,
                  thresholds: AuditThresholds) -> dict:
     """One tensor's entry of report.json: per-channel statistics and flags."""
-    flags = channel_flags(stats, thresholds)
-    columns = {f: _numbers(getattr(stats, f)) for f in _CHANNEL_FIELDS if getattr(stats, f) is not None}
-    channels = [{"index": i, **dict(zip(columns, row, strict=True)), "flags": channel_flags_}
-                for i, (row, channel_flags_) in enumerate(zip(zip(*columns.values(), strict=True), flags, strict=True))]
-    counts = {f: sum(f in c for c in flags) for f in ("dead", "rarely_active", "saturated", "range_outlier")}
-    return {"op_type": stats.op_type, "shape": stats.shape,
-            "saturation_bounds": None if bounds is None else [_number(b) for b in bounds],
-            "flag_counts": counts, "channels": channels}
+    head, fields, columns, bits = _layer_columns(stats, bounds, thresholds)
+    return {**head, "channels": channel_objects(fields, columns, bits)}
 
 
 class AuditRun:
@@ -211,13 +235,29 @@ class AuditRun:
     def result(self) -> dict:
         """The audit as report.json holds it (see report.py for the contract)."""
         stats = self.aggregator.result() if self.aggregator else {}
-        layers = {n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()}
+        return self._report({n: layer_report(s, self.bounds.get(n), self.thresholds) for n, s in stats.items()})
+
+    def result_columns(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """result() with the per-channel statistics as arrays (the AuditStats `columnar` form):
+        each layer has "columns": {"fields", "offset", "count"} instead of "channels"; channel i of a
+        layer is column offset + i of the float64 [len(CHANNEL_FIELDS), total] array (NaN: null)
+        and entry offset + i of the uint8 flag bits (bit k: FLAG_NAMES[k])."""
+        stats = self.aggregator.result() if self.aggregator else {}
+        layers, columns, bits, offset = {}, [np.zeros((len(CHANNEL_FIELDS), 0))], [np.zeros(0, np.uint8)], 0
+        for name, s in stats.items():
+            head, fields, values, flags = _layer_columns(s, self.bounds.get(name), self.thresholds)
+            layers[name] = {**head, "columns": {"fields": fields, "offset": offset, "count": len(flags)}}
+            columns.append(values)
+            bits.append(flags)
+            offset += len(flags)
+        return self._report(layers), np.concatenate(columns, axis=1), np.concatenate(bits)
+
+    def _report(self, layers: dict) -> dict:
         weights, bn = json.loads(self._memo(("audit-weights", self.thresholds), lambda: json.dumps((
             filter_health(weight_tensors(self.model), self.thresholds),
             batchnorm_health(batchnorm_params(self.model), self.thresholds)))))  # a fresh copy: 4x deepcopy
         summary = {
-            "flagged_channels": {f: sum(layer["flag_counts"][f] for layer in layers.values())
-                                 for f in ("dead", "rarely_active", "saturated", "range_outlier")},
+            "flagged_channels": {f: sum(layer["flag_counts"][f] for layer in layers.values()) for f in FLAG_NAMES},
             "flagged_filters": {f: sum(f in c["flags"] for w in weights.values() for c in w["filters"])
                                 for f in ("near_zero", "duplicate")},
             "flagged_batchnorm_channels": {f: sum(f in c["flags"] for b in bn.values() for c in b["channels"])

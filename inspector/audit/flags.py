@@ -26,8 +26,11 @@ class AuditThresholds:
 DEFAULT_THRESHOLDS = AuditThresholds()
 
 
-def channel_flags(stats: LayerStats, thresholds: AuditThresholds = DEFAULT_THRESHOLDS) -> list[list[str]]:
-    """Flags per channel: "dead", "rarely_active", "saturated", "range_outlier".
+FLAG_NAMES = ("dead", "rarely_active", "saturated", "range_outlier")  # bit i of a flag mask: FLAG_NAMES[i]
+
+
+def flag_masks(stats: LayerStats, thresholds: AuditThresholds = DEFAULT_THRESHOLDS) -> dict[str, np.ndarray]:
+    """Per flag (FLAG_NAMES), which channels carry it.
 
     dead: zero on every image. rarely_active: non-zero on some, but fewer than the threshold
     share, of images. saturated: at a bound most of the time (dead channels are reported as
@@ -42,6 +45,20 @@ def channel_flags(stats: LayerStats, thresholds: AuditThresholds = DEFAULT_THRES
     peak = np.fmax(np.abs(stats.min), np.abs(stats.max))
     median = float(np.median(peak[seen])) if seen.any() else 0.0
     outlier = seen & (median > 0) & (peak > thresholds.range_outlier * median)
-    names = (("dead", dead), ("rarely_active", rare), ("saturated", saturated), ("range_outlier", outlier))
-    rows = zip(*(mask.tolist() for _, mask in names), strict=True)
-    return [[flag for (flag, _), on in zip(names, row, strict=True) if on] for row in rows]
+    return dict(zip(FLAG_NAMES, (dead, rare, saturated, outlier), strict=True))
+
+
+def flag_bits(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """uint8 per channel: bit i set where the channel carries FLAG_NAMES[i]."""
+    bits = np.zeros(len(next(iter(masks.values()))), np.uint8)
+    for i, name in enumerate(FLAG_NAMES):
+        bits |= masks[name].astype(np.uint8) << i
+    return bits
+
+
+FLAG_LISTS = [[name for i, name in enumerate(FLAG_NAMES) if b >> i & 1] for b in range(1 << len(FLAG_NAMES))]
+
+
+def channel_flags(stats: LayerStats, thresholds: AuditThresholds = DEFAULT_THRESHOLDS) -> list[list[str]]:
+    """Flags per channel, in FLAG_NAMES order (see flag_masks)."""
+    return [list(FLAG_LISTS[b]) for b in flag_bits(flag_masks(stats, thresholds)).tolist()]

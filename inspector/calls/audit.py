@@ -13,8 +13,9 @@ from inspector.results import Item, Progress, Result
 
 def audit(loaded, prepare: Callable, batches: Iterable, *, layers: Sequence[str] | None = None,
           labels: Sequence[int] | None = None, resume_state: bytes | None = None,
-          checkpoint_every: int = 0) -> Generator[Progress, None, Result]:
-    """Fold every batch into an AuditRun; progress per batch, checkpoints every k batches."""
+          checkpoint_every: int = 0, columnar: bool = False) -> Generator[Progress, None, Result]:
+    """Fold every batch into an AuditRun; progress per batch, checkpoints every k batches.
+    `columnar`: the per-channel statistics as arrays (AuditRun.result_columns), not JSON objects."""
     from inspector.audit.audit import AuditRun, fold_batch
     from inspector.graph.select import resolve_tensors
 
@@ -48,5 +49,11 @@ def audit(loaded, prepare: Callable, batches: Iterable, *, layers: Sequence[str]
     if run.aggregator is None:
         raise errors.InvalidArgument("the audit received no images", field="batch")
     result = Result(loaded.run_metadata(), info={"images": run.aggregator.images})
-    result.add("audit", "audit", json.dumps(run.result()).encode(), "application/json")
+    if columnar:
+        report, columns, flags = run.result_columns()
+        result.add("audit", "channel_stats", columns)
+        result.add("audit", "channel_flags", flags)
+    else:
+        report = run.result()
+    result.add("audit", "audit", json.dumps(report).encode(), "application/json")
     return result

@@ -201,7 +201,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         run = self.core.audit(_model(h), batches, layers=list(h.layers) or None,
                               preprocess=convert.preprocess_to_dict(h.preprocess),
                               labels=list(h.labels) or None, resume_state=h.resume_state or None,
-                              checkpoint_every=h.checkpoint_every)
+                              checkpoint_every=h.checkpoint_every, columnar=h.columnar)
         yield from self._drive(run, context)
 
     def _drive(self, run, context: grpc.ServicerContext):

@@ -106,3 +106,34 @@ def test_cli_resumes_from_its_checkpoint(client, server, tmp_path, capsys):
             peak = max(abs(want["min"]), abs(want["max"]))
             assert abs(got["mean"] - want["mean"]) <= 1e-6 * peak, name
             assert abs(got["std"] - want["std"]) <= 6e-4 * want["std"] + 1e-6 * peak, name
+
+
+def _raw_answer(client, model: str, batches, columnar: bool) -> dict:
+    """The items of an AuditStats answer as a client in another language sees them."""
+    from inspector_client.client import _input
+    from inspector_client.v1 import inspector_pb2 as pb
+
+    requests = [pb.AuditRequest(header=pb.AuditHeader(model=model, columnar=columnar)),
+                *(pb.AuditRequest(batch=_input(b, None)) for b in batches)]
+    return client._results(client._stub.AuditStats(iter(requests), metadata=client._stream_metadata())).group("audit")
+
+
+def test_columnar_answer_rebuilds_exactly_the_json_answer(client):
+    """The bundled client asks for columns and rebuilds report.json's objects: byte for byte what the
+    JSON answer holds, flags, saturation fields (HardSigmoid only) and nulls (all-NaN images) included."""
+    model = planted_model()
+    client.load_model(model.SerializeToString(), name="planted")
+    images = planted_images()
+    batches = [images[i:i + 4] for i in range(0, len(images), 4)]
+    for chosen in (batches, [np.full_like(images[:4], np.nan)]):
+        plain, columns = _raw_answer(client, "planted", chosen, False), _raw_answer(client, "planted", chosen, True)
+        assert set(plain) == {"audit"} and set(columns) == {"audit", "channel_stats", "channel_flags"}
+        layers = json.loads(columns["audit"])["layers"]
+        assert all("columns" in layer and "channels" not in layer for layer in layers.values())
+        assert columns["channel_stats"].shape == (11, sum(len(c["channels"]) for c in
+                                                          json.loads(plain["audit"])["layers"].values()))
+        got = client.audit("planted", chosen)
+        assert json.dumps(got, sort_keys=False) == plain["audit"].decode()
+    assert all(c["mean"] is None for layer in got["layers"].values() for c in layer["channels"])
+    assert "saturation_fraction" in got["layers"]["hsig_out"]["channels"][0]
+    assert "saturation_fraction" not in got["layers"]["relu1_out"]["channels"][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -288,7 +289,7 @@ class InspectorClient:
             yield pb.AuditRequest(header=pb.AuditHeader(
                 model=model, layers=_names(layers), preprocess=_preprocess(preprocess),
                 labels=list(labels or ()), resume_state=resume_state or b"",
-                checkpoint_every=checkpoint_every))
+                checkpoint_every=checkpoint_every, columnar=True))
             batch: list = []
             for item in images:
                 if isinstance(item, np.ndarray):
@@ -303,10 +304,33 @@ class InspectorClient:
 
         res = self._results(self._stub.AuditStats(requests(), metadata=self._stream_metadata(),
                                                   timeout=self.timeout), on_progress)
-        return json.loads(res.group("audit")["audit"])
+        parts = res.group("audit")
+        return _audit_from_columns(json.loads(parts["audit"]), parts.get("channel_stats"), parts.get("channel_flags"))
 
 
 # ---- conversions ----------------------------------------------------------------------------
+_CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction", "saturation_fraction",
+                   "nonfinite_fraction", "p1", "p50", "p99")  # rows of "channel_stats" (the .proto)
+_FLAGS = ("dead", "rarely_active", "saturated", "range_outlier")  # bit i of "channel_flags"
+_FLAG_LISTS = [[f for i, f in enumerate(_FLAGS) if b >> i & 1] for b in range(1 << len(_FLAGS))]
+
+
+def _audit_from_columns(audit: dict, columns: np.ndarray | None, flags: np.ndarray | None) -> dict:
+    """The report.json form of a columnar AuditStats answer: every layer's "columns" becomes
+    its list of channel objects (a server that ignores `columnar` sent them already)."""
+    for entry in audit["layers"].values():
+        spec = entry.pop("columns", None)
+        if spec is None:
+            continue
+        lo, hi = spec["offset"], spec["offset"] + spec["count"]
+        values = [[v if math.isfinite(v) else None for v in columns[_CHANNEL_FIELDS.index(f), lo:hi].tolist()]
+                  for f in spec["fields"]]
+        entry["channels"] = [{"index": i, **dict(zip(spec["fields"], row, strict=True)), "flags": list(_FLAG_LISTS[b])}
+                             for i, (row, b) in enumerate(zip(zip(*values, strict=True), flags[lo:hi].tolist(),
+                                                              strict=True))]
+    return audit
+
+
 def _names(names: str | Sequence[str] | None) -> list[str]:
     if names is None:
         return []

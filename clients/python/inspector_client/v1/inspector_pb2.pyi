@@ -361,20 +361,22 @@ class MaximizeRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., steps: _Optional[int] = ..., objective: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., preview_every: _Optional[int] = ...) -> None: ...
 
 class AuditHeader(_message.Message):
-    __slots__ = ("model", "layers", "preprocess", "labels", "resume_state", "checkpoint_every")
+    __slots__ = ("model", "layers", "preprocess", "labels", "resume_state", "checkpoint_every", "columnar")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     RESUME_STATE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     model: str
     layers: _containers.RepeatedScalarFieldContainer[str]
     preprocess: Preprocess
     labels: _containers.RepeatedScalarFieldContainer[int]
     resume_state: bytes
     checkpoint_every: int
-    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., resume_state: _Optional[bytes] = ..., checkpoint_every: _Optional[int] = ...) -> None: ...
+    columnar: bool
+    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., resume_state: _Optional[bytes] = ..., checkpoint_every: _Optional[int] = ..., columnar: _Optional[bool] = ...) -> None: ...
 
 class AuditRequest(_message.Message):
     __slots__ = ("header", "batch")

@@ -205,6 +205,7 @@ class InspectorServicer:
         """A client stream of image batches (first an `AuditHeader`); progress after each batch (with a
         "checkpoint" item, JSON partial state, every `checkpoint_every` batches), then one "audit"
         item: JSON (application/json) with the aggregated statistics (report.json's contract).
+        With `AuditHeader.columnar` the per-channel statistics travel as arrays instead (see there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
