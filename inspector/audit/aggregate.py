@@ -67,36 +67,35 @@ class ReducedBatch:
 
 
 class _Channels:
-    """The float64 state of one tensor."""
+    """The float64 state of one tensor: views into the aggregator's arrays over all channels
+    (rows base .. base + C), so a batch of every tensor can also be folded in at once
+    (ActivationAggregator.update_columns); every update is in place."""
 
-    def __init__(self, channels: int) -> None:
-        self.count = np.zeros(channels, np.int64)
-        self.mean = np.zeros(channels)
-        self.m2 = np.zeros(channels)
-        self.min = np.full(channels, np.inf)
-        self.max = np.full(channels, -np.inf)
-        for name in ("zeros", "active", "saturated", "nonfinite"):
-            setattr(self, name, np.zeros(channels, np.int64))
-        self._hist = np.zeros((channels, sketch.BINS), np.int64)
-        self._pending = sketch.PendingCounts()
+    def __init__(self, arrays: Mapping[str, np.ndarray], hist: np.ndarray, base: int, channels: int) -> None:
+        rows = slice(base, base + channels)
+        for name in _ARRAYS:
+            setattr(self, name, arrays[name][rows])
+        self._hist, self.base = hist[rows], base
+        self._pending = sketch.PendingCounts()  # one per tensor: bincount over a small histogram is cache-friendly
 
     @property
     def hist(self) -> np.ndarray:
         """The percentile sketch's [C, BINS] counts, with every pending value counted."""
         return self._pending.flush(self._hist)
 
-    @hist.setter
-    def hist(self, value: np.ndarray) -> None:  # merge(): the sum of two flushed histograms
-        self._hist = value
+    def count_later(self, bins: np.ndarray) -> None:
+        """Add flat indices into this tensor's [C, BINS] histogram to the sketch."""
+        self._pending.add(self._hist, bins)
 
     def combine(self, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         """Chan's parallel update of (count, mean, M2)."""
         total = self.count + n
         safe = np.maximum(total, 1)
         delta = mean - self.mean
-        self.mean = self.mean + delta * (n / safe)
-        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / safe)
-        self.count = total
+        self.m2 += m2
+        self.m2 += delta * delta * (self.count * n / safe)
+        self.mean += delta * (n / safe)
+        self.count[...] = total
 
     def add(self, x: np.ndarray, bounds: tuple[float, float] | None, subsampled: bool = False) -> None:
         """Fold one [N, C, ...] batch in; `subsampled`: the sketch takes only the positions the
@@ -111,16 +110,16 @@ class _Channels:
             self.nonfinite += np.count_nonzero(~finite, axis=1)
             v[~finite] = np.nan
         counts = np.count_nonzero(finite, axis=1)
-        self.min = np.fmin(self.min, np.fmin.reduce(v, axis=1, initial=np.inf))
-        self.max = np.fmax(self.max, np.fmax.reduce(v, axis=1, initial=-np.inf))
+        np.fmin(self.min, np.fmin.reduce(v, axis=1, initial=np.inf), out=self.min)
+        np.fmax(self.max, np.fmax.reduce(v, axis=1, initial=-np.inf), out=self.max)
         self.zeros += np.count_nonzero(v == 0, axis=1)
         if bounds is not None:
             self.saturated += np.count_nonzero((v <= bounds[0]) | (v >= bounds[1]), axis=1)
         if subsampled:
             kept = np.moveaxis(sketch.subsample(x.reshape(n, c, -1)), 1, 0).reshape(c, -1).astype(np.float32)
-            self._pending.add(self._hist, sketch.bins_of(kept, np.isfinite(kept)))
+            self.count_later(sketch.bins_of(kept, np.isfinite(kept)))
         else:
-            self._pending.add(self._hist, sketch.bins_of(v.astype(np.float32), None if everything else finite))
+            self.count_later(sketch.bins_of(v.astype(np.float32), None if everything else finite))
         if not everything:
             v[~finite] = 0.0
         mean = v.sum(axis=1) / np.maximum(counts, 1)
@@ -139,20 +138,40 @@ class _Channels:
         spread = r.sum / positions - mean
         m2 = r.m2.sum(axis=0) + positions * np.einsum("ij,ij->j", spread, spread)
         self.active += np.count_nonzero((r.image_min != 0) | (r.image_max != 0), axis=0)
-        self.min = np.minimum(self.min, r.image_min.min(axis=0))
-        self.max = np.maximum(self.max, r.image_max.max(axis=0))
+        np.minimum(self.min, r.image_min.min(axis=0), out=self.min)
+        np.maximum(self.max, r.image_max.max(axis=0), out=self.max)
         self.zeros += r.zeros.sum(axis=0, dtype=np.int64)
         if bounded:
             self.saturated += r.saturated.sum(axis=0, dtype=np.int64)
         sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
-        self._pending.add(self._hist, sketch.bins_of(sample))
+        self.count_later(sketch.bins_of(sample))
         self.combine(n, mean, m2)
 
     def merge(self, other: _Channels) -> None:
         self.combine(other.count, other.mean, other.m2)
-        self.min, self.max = np.minimum(self.min, other.min), np.maximum(self.max, other.max)
+        np.minimum(self.min, other.min, out=self.min)
+        np.maximum(self.max, other.max, out=self.max)
         for name in ("zeros", "active", "saturated", "nonfinite", "hist"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            getattr(self, name)[...] += getattr(other, name)
+
+
+@dataclass
+class ReducedColumns:
+    """One batch of several tensors as the audit model returns them, side by side: each column is
+    one channel, at aggregator row `rows[column]`; all finite, every map non-empty."""
+
+    tensors: tuple[str, ...]
+    images: int
+    rows: np.ndarray  # intp [K]
+    positions: np.ndarray  # int64 [K]: values per map of each column's tensor
+    sum: np.ndarray  # float64 [N, K]: each map's sum
+    m2: np.ndarray  # float64 [N, K]: each map's sum of squared deviations from its mean
+    image_min: np.ndarray  # [N, K]
+    image_max: np.ndarray
+    zeros: np.ndarray  # integer [N, K]
+    saturated: np.ndarray  # integer [N, len(bounded)]
+    bounded: np.ndarray  # intp: the aggregator rows that `saturated` counts
+    bins: list[np.ndarray]  # per tensor, int32: each subsample value's index into its flat [C, BINS] histogram
 
 
 def _nan_where(empty: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -180,21 +199,33 @@ class ActivationAggregator:
         bounds = dict(saturation_bounds or {})
         self.bounds = {n: (float(b[0]), float(b[1])) for n, b in bounds.items() if n in self.specs}
         self.images = 0
-        self.state: dict[str, _Channels] = {}
         for name, (_, shape) in self.specs.items():
             if len(shape) < 2 or not isinstance(shape[1], int):
                 raise InvalidArgument(f"Tensor {name!r} has shape {shape}; an audit needs [N, C, ...] "
                                       "with a known channel count C.", field="layers")
-            self.state[name] = _Channels(shape[1])
+        total = sum(shape[1] for _, shape in self.specs.values())
+        fill = {"mean": 0.0, "m2": 0.0, "min": np.inf, "max": -np.inf}
+        self.arrays = {name: np.full(total, fill[name]) if name in fill else np.zeros(total, np.int64)
+                       for name in _ARRAYS}
+        hist = np.zeros((total, sketch.BINS), np.int64)
+        self.state: dict[str, _Channels] = {}
+        base = 0
+        for name, (_, shape) in self.specs.items():
+            self.state[name] = _Channels(self.arrays, hist, base, shape[1])
+            base += shape[1]
 
     def update(self, batch_outputs: Mapping[str, np.ndarray],
-               reduced: Mapping[str, ReducedBatch] | None = None, subsampled: Collection[str] = ()) -> None:
+               reduced: Mapping[str, ReducedBatch] | None = None, subsampled: Collection[str] = (),
+               columns: ReducedColumns | None = None) -> None:
         """Fold one batch in: every audited tensor, [N, C, ...] with the same N, either as the full
-        tensor in `batch_outputs` or as its in-graph reductions in `reduced` (finite batches only).
-        Full tensors named in `subsampled` feed the percentile sketch like reduced ones would."""
+        tensor in `batch_outputs` or as its in-graph reductions in `reduced` or `columns` (finite
+        batches only). Full tensors named in `subsampled` feed the percentile sketch like reduced
+        ones would."""
         reduced = reduced or {}
-        batch = None
+        batch = None if columns is None else columns.images
         for name, (_, shape) in self.specs.items():
+            if columns is not None and name in columns.tensors:
+                continue
             if name not in batch_outputs and name not in reduced:
                 raise InvalidArgument(f"The batch has no values for audited tensor {name!r}.", field="layers")
             got = reduced[name].shape if name in reduced else list(np.shape(batch_outputs[name]))
@@ -202,12 +233,39 @@ class ActivationAggregator:
                 raise InvalidArgument(f"Tensor {name!r} came back with shape {got}; expected "
                                       f"[N, {shape[1]}, ...] with the same N as the other tensors.")
             batch = got[0]
+        if columns is not None:
+            self._add_columns(columns)
         for name in self.specs:
+            if columns is not None and name in columns.tensors:
+                continue
             if name in reduced:
                 self.state[name].add_reduced(reduced[name], name in self.bounds)
             else:
                 self.state[name].add(np.asarray(batch_outputs[name]), self.bounds.get(name), name in subsampled)
         self.images += batch or 0
+
+    def _add_columns(self, batch: ReducedColumns) -> None:
+        """_Channels.add_reduced for many tensors at once (the same arithmetic, channel by channel,
+        so both give the same bits)."""
+        n = batch.images * batch.positions
+        mean = batch.sum.sum(axis=0) / n
+        spread = batch.sum / batch.positions - mean
+        m2 = batch.m2.sum(axis=0) + batch.positions * np.einsum("ij,ij->j", spread, spread)
+        a, rows = self.arrays, batch.rows
+        a["active"][rows] += np.count_nonzero((batch.image_min != 0) | (batch.image_max != 0), axis=0)
+        a["min"][rows] = np.minimum(a["min"][rows], batch.image_min.min(axis=0))
+        a["max"][rows] = np.maximum(a["max"][rows], batch.image_max.max(axis=0))
+        a["zeros"][rows] += batch.zeros.sum(axis=0, dtype=np.int64)
+        a["saturated"][batch.bounded] += batch.saturated.sum(axis=0, dtype=np.int64)
+        for name, bins in zip(batch.tensors, batch.bins, strict=True):
+            self.state[name].count_later(bins)
+        count = a["count"][rows]
+        total = count + n
+        safe = np.maximum(total, 1)
+        delta = mean - a["mean"][rows]
+        a["m2"][rows] = a["m2"][rows] + m2 + delta * delta * (count * n / safe)
+        a["mean"][rows] = a["mean"][rows] + delta * (n / safe)
+        a["count"][rows] = total
 
     def merge(self, other: ActivationAggregator) -> None:
         """Add another partial aggregate of the same tensors (e.g. from another worker or a resume)."""
@@ -280,6 +338,6 @@ class ActivationAggregator:
                 values = np.asarray([fill if v is None else v for v in t[key]], getattr(s, key).dtype)
                 if values.shape != s.count.shape:
                     raise ValueError(f"{name}.{key} has {values.size} values for {s.count.size} channels")
-                setattr(s, key, values)
+                getattr(s, key)[...] = values
             s.hist.reshape(-1)[np.asarray(t["hist"]["index"], np.int64)] = t["hist"]["count"]
         return agg

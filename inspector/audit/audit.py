@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from inspector.access import ModelAccess
-from inspector.audit.aggregate import ActivationAggregator, LayerStats, ReducedBatch
+from inspector.audit.aggregate import ActivationAggregator, LayerStats, ReducedBatch, ReducedColumns
 from inspector.audit.behaviour import PredictionTally
 from inspector.audit.flags import (
     DEFAULT_THRESHOLDS,
@@ -32,6 +32,7 @@ from inspector.audit.reductions import (
     clamp_of,
     monotone_sources,
     output_name,
+    read_columns,
     read_reduced,
     reduced_outputs,
     reducible,
@@ -127,6 +128,8 @@ class AuditRun:
         self.centered: set[str] = self._memo(("audit-centered",), set)
         self.sources: dict[str, str] = {}  # Relu/Clip outputs read partly from their input (reductions.py)
         self._last_read: tuple[object, dict[str, ReducedBatch]] = (None, {})
+        self._last_columns: tuple[object, ReducedColumns | None] = (None, None)
+        self._layouts: dict = {}  # read_columns' cache
 
     def update(self, outputs: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
                batch_size: int | None = None) -> None:
@@ -155,8 +158,9 @@ class AuditRun:
             raw = [t for t in self.tensors if t not in reduce]
             names = tuple(dict.fromkeys([self.scores, *(
                 o for t in reduce for o in reduced_outputs(t, t in self.bounds, t in centered, t in derived)), *raw]))
+            bounds = self.bounds  # not self: the run would hold itself through the lambda
             self._graph_reductions = centered, (
-                names, lambda model: with_reductions(model, reduce, self.bounds, raw, centered, derived))
+                names, lambda model: with_reductions(model, reduce, bounds, raw, centered, derived))
         return self._graph_reductions[1]
 
     def update_reduced(self, values: Mapping[str, np.ndarray], labels: np.ndarray | None = None,
@@ -168,7 +172,27 @@ class AuditRun:
         accurately even centred (see `recentre`), is folded in exactly from its full values, which
         `fetch_raw(names)` supplies (a plain forward pass of the same batch exposing those tensors).
         """
-        self._fold(values, self._read(values), labels, batch_size, fetch_raw)
+        columns = self._columns(values)
+        if columns is None:
+            self._fold(values, self._read(values), labels, batch_size, fetch_raw)
+            return
+        self._check_labels(labels)
+        self.aggregator.update(values, columns=columns)
+        if self.classifier:
+            self.tally.update(values[self.scores], labels)
+
+    def _columns(self, values: Mapping[str, np.ndarray]) -> ReducedColumns | None:
+        """The reduced tensors of one audit-model run side by side, when they can be folded at once
+        (after the first batch; all finite and well conditioned: see read_columns)."""
+        if self._last_columns[0] is not values:
+            columns = None
+            rows = {t: (self.aggregator.state[t].base, len(self.aggregator.state[t].count))
+                    for t in self.tensors if output_name(t, "sum") in values} if self.aggregator else {}
+            if rows:
+                sources = {t: (s, clamp_of(t, self.bounds)) for t, s in self.sources.items()}
+                columns = read_columns(values, rows, sources, self.aggregator.bounds, self._layouts)
+            self._last_columns = values, columns
+        return self._last_columns[1]
 
     def _read(self, values: Mapping[str, np.ndarray]) -> dict[str, ReducedBatch]:
         """Every reduced tensor of one audit-model run (remembered for the run's second reader)."""
@@ -182,6 +206,8 @@ class AuditRun:
         """True when some tensor's float32 sums in this run of the audit model cannot give its maps'
         spread (reductions.CANCELLATION): it is centred from now on, and the caller should run the
         batch again through the new audit model (graph_reductions)."""
+        if self._columns(values) is not None:  # every tensor's sums are well conditioned
+            return False
         uncertain = [t for t, r in self._read(values).items()
                      if t not in self.centered and r.finite() and not r.conditioned]
         self.centered.update(uncertain)
@@ -194,9 +220,7 @@ class AuditRun:
                   for t in self.tensors if t in reduced or t in outputs}
         if self.aggregator is None:
             self._start(shapes, outputs, batch_size)
-        if labels is not None and not self.classifier:
-            raise InvalidArgument(f"Labels were given, but the model output {self.scores!r} is not "
-                                  "[N, classes]; audit without labels.", field="labels")
+        self._check_labels(labels)
         reduced = {t: r for t, r in reduced.items() if t in self.tensors}
         nonfinite = [t for t, r in reduced.items() if not r.finite()]
         nonfinite += [t for t, r in reduced.items() if r.source in nonfinite and t not in nonfinite]
@@ -212,6 +236,11 @@ class AuditRun:
         self.aggregator.update(outputs, reduced, subsampled=redone)
         if self.classifier:
             self.tally.update(outputs[self.scores], labels)
+
+    def _check_labels(self, labels: np.ndarray | None) -> None:
+        if labels is not None and not self.classifier:
+            raise InvalidArgument(f"Labels were given, but the model output {self.scores!r} is not "
+                                  "[N, classes]; audit without labels.", field="labels")
 
     def _start(self, shapes: Mapping[str, list[int]], outputs: Mapping[str, np.ndarray],
                batch_size: int | None) -> None:

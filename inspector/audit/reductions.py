@@ -30,7 +30,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from inspector.audit.aggregate import ReducedBatch
+from inspector.audit import sketch
+from inspector.audit.aggregate import ReducedBatch, ReducedColumns
 from inspector.audit.sketch import SAMPLE, sample_step
 from inspector.graph.info import value_infos
 
@@ -266,3 +267,98 @@ def read_reduced(values: Mapping[str, np.ndarray], tensor: str,
         zeros=values[output_name(tensor, "zeros")].reshape(n, c),
         saturated=None if saturated is None else saturated.reshape(n, c),
         sample=clamp(values[output_name(part, "sample")]), source=None if part == tensor else part)
+
+
+class _Layout:
+    """Where each tensor's values go when a batch of them is folded at once (read_columns)."""
+
+    def __init__(self, tensors: Sequence[str], shapes: Sequence[np.ndarray], bounded: Collection[str],
+                 rows: Mapping[str, tuple[int, int]]) -> None:
+        dims = [[int(d) for d in s] for s in shapes]
+        self.images = dims[0][0] if dims else 0
+        positions = [int(np.prod(d[2:], dtype=np.int64)) for d in dims]
+        self.usable = bool(dims) and min(positions) > 0 and all(
+            len(d) >= 2 and d[0] == self.images and d[1] == rows[t][1] for t, d in zip(tensors, dims, strict=True))
+        channels = [rows[t][1] for t in tensors]
+        self.positions = np.repeat(np.asarray(positions, np.int64), channels)
+        self.columns, at = {}, 0
+        for t, c in zip(tensors, channels, strict=True):
+            self.columns[t] = slice(at, at + c)
+            at += c
+        # the aggregator's row of every column and of the bounded tensors' columns; for each tensor's
+        # subsample [N, C, K], each value's offset (its channel's) in the tensor's flat histogram
+        self.rows = np.concatenate([np.arange(rows[t][0], sum(rows[t]), dtype=np.intp) for t in tensors]
+                                   or [np.zeros(0, np.intp)])
+        self.bounded = np.concatenate([self.rows[self.columns[t]] for t in tensors if t in bounded]
+                                      or [np.zeros(0, np.intp)])
+        self.kept = {t: -(-p // sample_step(p)) if p else 0 for t, p in zip(tensors, positions, strict=True)}
+        self.offsets = {t: np.broadcast_to(np.arange(rows[t][1], dtype=np.int32)[:, None] * np.int32(sketch.BINS),
+                                           (self.images, rows[t][1], self.kept[t])).reshape(-1)
+                        for t in tensors} if self.usable else {}
+        self._bins: dict[tuple, np.ndarray] = {}
+
+    def bin_of(self, bounds: tuple[float, float]) -> np.ndarray:
+        """The sketch bins of a clamp's two bounds."""
+        if bounds not in self._bins:
+            self._bins[bounds] = sketch.bin_index(np.asarray(bounds, np.float32))
+        return self._bins[bounds]
+
+
+def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int, int]],
+                 sources: Mapping[str, tuple[str, tuple[float, float]]], bounded: Collection[str],
+                 layouts: dict) -> ReducedColumns | None:
+    """The reductions of the tensors in `rows` (tensor -> its first row in the aggregator and its
+    channel count) from one audit-model run, side by side, or None where they cannot be folded at
+    once: a map that is not [N, C, ...] with the batch's N and the known C, an empty map, a
+    non-finite value, or float32 sums that cannot give a map's spread (see read_reduced, which then
+    takes the tensors one by one). `sources`: as read_reduced's, for the tensors whose minima,
+    maxima and subsample are their input's; `layouts`: a cache."""
+    tensors = list(rows)
+    shapes = [values[output_name(t, "shape")] for t in tensors]
+    key = (tuple(tensors), b"".join(s.tobytes() for s in shapes))
+    if key not in layouts:
+        layouts.clear()
+        layouts[key] = _Layout(tensors, shapes, bounded, rows)
+    layout = layouts[key]
+    if not layout.usable:
+        return None
+    n = layout.images
+
+    def side_by_side(part: str, names: Sequence[str]) -> np.ndarray:
+        return np.concatenate([values[output_name(t, part)].reshape(n, -1) for t in names], axis=1)
+
+    s = side_by_side("sum", tensors).astype(np.float64)
+    q = side_by_side("sumsq", tensors).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m2 = q - s * s / layout.positions
+        if not np.all((q == 0) | (m2 * CANCELLATION >= q)):
+            return None
+        for t in tensors:
+            shift = values.get(output_name(t, "shift"))
+            if shift is not None:  # sums of T - shift: back to sums of T
+                cols = layout.columns[t]
+                s[:, cols] += layout.positions[cols] * np.asarray(shift, np.float64).reshape(n, -1)
+    if not (np.isfinite(s).all() and np.isfinite(m2).all()):
+        return None
+    clamps = {t: (sources[t][0], tuple(np.float32(b) for b in sources[t][1])) for t in tensors
+              if output_name(t, "image_min") not in values}
+
+    def extreme(part: str) -> np.ndarray:
+        return np.concatenate([values[output_name(t, part)].reshape(n, -1) if t not in clamps else np.clip(
+            values[output_name(clamps[t][0], part)].reshape(n, -1), *clamps[t][1]) for t in tensors], axis=1)
+
+    # subsample bins: a clamped value's bin is its source's bin clamped (binning is monotone)
+    binned = list(dict.fromkeys(clamps[t][0] if t in clamps else t for t in tensors))
+    kept = sketch.bin_index(np.concatenate([values[output_name(t, "sample")].reshape(-1) for t in binned]))
+    segment, at = {}, 0
+    for t in binned:
+        size = values[output_name(t, "sample")].size
+        segment[t], at = kept[at:at + size], at + size
+    bins = [(segment[t] if t not in clamps else np.clip(segment[clamps[t][0]], *layout.bin_of(clamps[t][1])))
+            + layout.offsets[t] for t in tensors]
+    chosen = [t for t in tensors if t in bounded]
+    return ReducedColumns(
+        images=n, rows=layout.rows, positions=layout.positions, sum=s, m2=np.maximum(m2, 0.0),
+        image_min=extreme("image_min"), image_max=extreme("image_max"), zeros=side_by_side("zeros", tensors),
+        saturated=side_by_side("saturated", chosen) if chosen else np.zeros((n, 0), np.int32),
+        bounded=layout.bounded, bins=bins, tensors=tuple(tensors))

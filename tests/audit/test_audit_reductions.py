@@ -269,3 +269,33 @@ def test_relu_and_clip_outputs_read_min_max_and_subsample_from_their_input(plant
         np.testing.assert_array_equal(r.image_min, flat.min(axis=2))
         np.testing.assert_array_equal(r.image_max, flat.max(axis=2))
         np.testing.assert_array_equal(r.sample, sketch.subsample(flat))
+
+
+@pytest.mark.parametrize("model_name", ["planted", "ppocr_cls"])
+def test_folding_every_tensor_at_once_gives_the_same_bits_as_one_by_one(model_name, planted, monkeypatch):
+    """After the first batch, a finite, well-conditioned batch is folded side by side
+    (read_columns); the state equals folding each tensor alone, bit for bit."""
+    import onnx
+    from audit_models import real_model
+
+    from inspector.audit import audit as audit_module
+    from inspector.audit.aggregate import ActivationAggregator
+
+    if model_name == "planted":
+        model, images, cuts = planted, planted_images(), CUTS
+    else:  # Clip/HardSigmoid bounds (saturation columns), Clip outputs read from their input, 48x192 maps
+        model = onnx.load(str(real_model("rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")))
+        images, cuts = np.random.default_rng(6).random((7, 3, 48, 192), dtype=np.float32), (0, 3, 5, 7)
+    calls = []
+    original = ActivationAggregator._add_columns
+    monkeypatch.setattr(ActivationAggregator, "_add_columns",
+                        lambda self, batch: calls.append(batch.images) or original(self, batch))
+    at_once = _audit(model, images, reduced=True, cuts=cuts)
+    assert calls == [b - a for a, b in zip(cuts[1:-1], cuts[2:], strict=True)]  # every batch after the first
+    monkeypatch.setattr(audit_module, "read_columns", lambda *a, **k: None)
+    one_by_one = _audit(model, images, reduced=True, cuts=cuts)
+    assert len(calls) == len(cuts) - 2
+    assert json.dumps(at_once.to_dict()) == json.dumps(one_by_one.to_dict())
+    if model_name == "ppocr_cls":
+        assert at_once.aggregator.bounds and at_once.sources
+        assert any(sum(t["saturated"]) for t in at_once.to_dict()["aggregate"]["tensors"].values())
