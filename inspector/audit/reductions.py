@@ -354,6 +354,8 @@ def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int,
     for t in binned:
         size = values[output_name(t, "sample")].size
         segment[t], at = kept[at:at + size], at + size
+    if any(segment[clamps[t][0] if t in clamps else t].size != layout.offsets[t].size for t in tensors):
+        return None  # a subsample of another length than the layout's: fold tensor by tensor
     bins = [(segment[t] if t not in clamps else np.clip(segment[clamps[t][0]], *layout.bin_of(clamps[t][1])))
             + layout.offsets[t] for t in tensors]
     chosen = [t for t in tensors if t in bounded]
