@@ -77,11 +77,21 @@ class _Channels:
             setattr(self, name, arrays[name][rows])
         self._hist, self.base = hist[rows], base
         self._pending = sketch.PendingCounts()  # one per tensor: bincount over a small histogram is cache-friendly
+        # (source, lowest bin, highest bin): this tensor is its source clamped, so its sketch is the
+        # source's with the outer bins folded in (see ActivationAggregator's `mirrors`)
+        self.mirror: tuple[_Channels, int, int] | None = None
 
     @property
     def hist(self) -> np.ndarray:
         """The percentile sketch's [C, BINS] counts, with every pending value counted."""
-        return self._pending.flush(self._hist)
+        own = self._pending.flush(self._hist)
+        return own if self.mirror is None else own + sketch.clamped(self.mirror[0].hist, *self.mirror[1:])
+
+    def unmirror(self) -> None:
+        """Keep this tensor's sketch itself from now on (a batch is folded without its source's bins)."""
+        if self.mirror is not None:
+            self._hist[...] = self.hist
+            self.mirror = None
 
     def count_later(self, bins: np.ndarray) -> None:
         """Add flat indices into this tensor's [C, BINS] histogram to the sketch."""
@@ -143,11 +153,13 @@ class _Channels:
         self.zeros += r.zeros.sum(axis=0, dtype=np.int64)
         if bounded:
             self.saturated += r.saturated.sum(axis=0, dtype=np.int64)
-        sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
-        self.count_later(sketch.bins_of(sample))
+        if self.mirror is None:
+            sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
+            self.count_later(sketch.bins_of(sample))
         self.combine(n, mean, m2)
 
     def merge(self, other: _Channels) -> None:
+        """Add another partial state of the same tensor (unmirror() first: see ActivationAggregator.merge)."""
         self.combine(other.count, other.mean, other.m2)
         np.minimum(self.min, other.min, out=self.min)
         np.maximum(self.max, other.max, out=self.max)
@@ -171,7 +183,8 @@ class ReducedColumns:
     zeros: np.ndarray  # integer [N, K]
     saturated: np.ndarray  # integer [N, len(bounded)]
     bounded: np.ndarray  # intp: the aggregator rows that `saturated` counts
-    bins: list[np.ndarray]  # per tensor, int32: each subsample value's index into its flat [C, BINS] histogram
+    binned: tuple[str, ...]  # the tensors whose subsample bins are given (the others mirror their source)
+    bins: list[np.ndarray]  # per binned tensor, int32: each value's index into its flat [C, BINS] histogram
 
 
 def _nan_where(empty: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -191,10 +204,15 @@ class ActivationAggregator:
 
     tensors: name -> (op_type, shape); shape[1] must be the (known) channel count.
     saturation_bounds: name -> (lo, hi) for tensors that saturate (see tensors.saturation_bounds).
+    mirrors: name -> (source, (lo, hi)) for tensors that are another audited tensor clamped
+    elementwise to [lo, hi] in float32 (Relu, Clip; reductions.monotone_sources): while batches of
+    both arrive reduced, the subsample of the clamped one is its source's clamped, so its sketch is
+    read from the source's (binning is monotone) instead of being counted twice.
     """
 
     def __init__(self, tensors: Mapping[str, tuple[str, list[Dim] | tuple[Dim, ...]]],
-                 saturation_bounds: Mapping[str, tuple[float, float]] | None = None) -> None:
+                 saturation_bounds: Mapping[str, tuple[float, float]] | None = None,
+                 mirrors: Mapping[str, tuple[str, tuple[float, float]]] | None = None) -> None:
         self.specs = {name: (op, list(shape)) for name, (op, shape) in tensors.items()}
         bounds = dict(saturation_bounds or {})
         self.bounds = {n: (float(b[0]), float(b[1])) for n, b in bounds.items() if n in self.specs}
@@ -213,6 +231,10 @@ class ActivationAggregator:
         for name, (_, shape) in self.specs.items():
             self.state[name] = _Channels(self.arrays, hist, base, shape[1])
             base += shape[1]
+        for name, (source, clamp) in (mirrors or {}).items():
+            if name in self.state and source in self.state and self.state[source].mirror is None:
+                lo, hi = sketch.bin_index(np.asarray(clamp, np.float32)).tolist()
+                self.state[name].mirror = (self.state[source], lo, hi)
 
     def update(self, batch_outputs: Mapping[str, np.ndarray],
                reduced: Mapping[str, ReducedBatch] | None = None, subsampled: Collection[str] = (),
@@ -233,6 +255,10 @@ class ActivationAggregator:
                 raise InvalidArgument(f"Tensor {name!r} came back with shape {got}; expected "
                                       f"[N, {shape[1]}, ...] with the same N as the other tensors.")
             batch = got[0]
+        exact = {n for n in self.specs if n not in reduced and (columns is None or n not in columns.tensors)}
+        for name, state in self.state.items():
+            if state.mirror is not None and (name in exact or any(state.mirror[0] is self.state[e] for e in exact)):
+                state.unmirror()
         if columns is not None:
             self._add_columns(columns)
         for name in self.specs:
@@ -257,7 +283,7 @@ class ActivationAggregator:
         a["max"][rows] = np.maximum(a["max"][rows], batch.image_max.max(axis=0))
         a["zeros"][rows] += batch.zeros.sum(axis=0, dtype=np.int64)
         a["saturated"][batch.bounded] += batch.saturated.sum(axis=0, dtype=np.int64)
-        for name, bins in zip(batch.tensors, batch.bins, strict=True):
+        for name, bins in zip(batch.binned, batch.bins, strict=True):
             self.state[name].count_later(bins)
         count = a["count"][rows]
         total = count + n
@@ -272,6 +298,8 @@ class ActivationAggregator:
         if self.specs != other.specs or self.bounds != other.bounds:
             raise InvalidArgument("Partial audits cover different tensors or saturation bounds; "
                                   "only audits of the same model and layers can be merged.")
+        for state in self.state.values():  # before any source takes the other's counts
+            state.unmirror()
         for name, state in self.state.items():
             state.merge(other.state[name])
         self.images += other.images

@@ -190,7 +190,8 @@ class AuditRun:
                     for t in self.tensors if output_name(t, "sum") in values} if self.aggregator else {}
             if rows:
                 sources = {t: (s, clamp_of(t, self.bounds)) for t, s in self.sources.items()}
-                columns = read_columns(values, rows, sources, self.aggregator.bounds, self._layouts)
+                mirrored = [t for t, state in self.aggregator.state.items() if state.mirror is not None]
+                columns = read_columns(values, rows, sources, self.aggregator.bounds, self._layouts, mirrored)
             self._last_columns = values, columns
         return self._last_columns[1]
 
@@ -257,8 +258,10 @@ class AuditRun:
                                       "per-image [N, C, ...] map; name the tensors to audit.", field="layers")
             self.tensors = maps
         ops = tensor_op_types(self.model)
+        mirrors = {t: (s, clamp_of(t, self.bounds)) for t, s in monotone_sources(
+            self.model, self.tensors, self.bounds).items()}
         self.aggregator = ActivationAggregator(
-            {t: (ops[t], ["N", *shapes[t][1:]]) for t in self.tensors}, self.bounds)
+            {t: (ops[t], ["N", *shapes[t][1:]]) for t in self.tensors}, self.bounds, mirrors)
         self.classifier = _is_class_scores(np.shape(outputs[self.scores]))
 
     def result(self) -> dict:

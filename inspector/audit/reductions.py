@@ -306,7 +306,7 @@ class _Layout:
 
 def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int, int]],
                  sources: Mapping[str, tuple[str, tuple[float, float]]], bounded: Collection[str],
-                 layouts: dict) -> ReducedColumns | None:
+                 layouts: dict, mirrored: Collection[str] = ()) -> ReducedColumns | None:
     """The reductions of the tensors in `rows` (tensor -> its first row in the aggregator and its
     channel count) from one audit-model run, side by side, or None where they cannot be folded at
     once: a map that is not [N, C, ...] with the batch's N and the known C, an empty map, a
@@ -348,19 +348,21 @@ def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int,
             values[output_name(clamps[t][0], part)].reshape(n, -1), *clamps[t][1]) for t in tensors], axis=1)
 
     # subsample bins: a clamped value's bin is its source's bin clamped (binning is monotone)
-    binned = list(dict.fromkeys(clamps[t][0] if t in clamps else t for t in tensors))
-    kept = sketch.bin_index(np.concatenate([values[output_name(t, "sample")].reshape(-1) for t in binned]))
+    counted = [t for t in tensors if t not in mirrored]
+    binned = list(dict.fromkeys(clamps[t][0] if t in clamps else t for t in counted))
+    kept = sketch.bin_index(np.concatenate([values[output_name(t, "sample")].reshape(-1) for t in binned] or
+                                           [np.zeros(0, np.float32)]))
     segment, at = {}, 0
     for t in binned:
         size = values[output_name(t, "sample")].size
         segment[t], at = kept[at:at + size], at + size
-    if any(segment[clamps[t][0] if t in clamps else t].size != layout.offsets[t].size for t in tensors):
+    if any(segment[clamps[t][0] if t in clamps else t].size != layout.offsets[t].size for t in counted):
         return None  # a subsample of another length than the layout's: fold tensor by tensor
     bins = [(segment[t] if t not in clamps else np.clip(segment[clamps[t][0]], *layout.bin_of(clamps[t][1])))
-            + layout.offsets[t] for t in tensors]
+            + layout.offsets[t] for t in counted]
     chosen = [t for t in tensors if t in bounded]
     return ReducedColumns(
         images=n, rows=layout.rows, positions=layout.positions, sum=s, m2=np.maximum(m2, 0.0),
         image_min=extreme("image_min"), image_max=extreme("image_max"), zeros=side_by_side("zeros", tensors),
         saturated=side_by_side("saturated", chosen) if chosen else np.zeros((n, 0), np.int32),
-        bounded=layout.bounded, bins=bins, tensors=tuple(tensors))
+        bounded=layout.bounded, binned=tuple(counted), bins=bins, tensors=tuple(tensors))

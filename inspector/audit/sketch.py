@@ -72,6 +72,16 @@ def bins_of(values: np.ndarray, finite: np.ndarray | None = None) -> np.ndarray:
     return (flat if finite is None else flat[finite]).reshape(-1)
 
 
+def clamped(hist: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The [C, BINS] counts of values clamped to the bins lo..hi: what falls below lo counts in lo,
+    above hi in hi (binning is monotone, so this is the histogram of the clamped values)."""
+    out = np.zeros_like(hist)
+    out[:, lo:hi + 1] = hist[:, lo:hi + 1]
+    out[:, lo] += hist[:, :lo].sum(axis=1)
+    out[:, hi] += hist[:, hi + 1:].sum(axis=1)
+    return out
+
+
 class PendingCounts:
     """Bin indices waiting to be counted into one [C, BINS] histogram: np.bincount costs the
     histogram's size on every call, so indices are counted once they add up to twice that size

@@ -170,6 +170,10 @@ def test_reduced_path_equals_the_full_tensor_path_where_the_sample_is_the_whole_
     for name, t in b["tensors"].items():
         for key in ("count", "min", "max", "zeros", "active", "saturated", "nonfinite", "hist"):
             assert a["tensors"][name][key] == t[key], (name, key)
+    # the Relu output's sketch was read from conv1's all along (ActivationAggregator's mirrors);
+    # the full path counted it itself: the histograms above are equal all the same
+    assert got.aggregator.state["relu1_out"].mirror is not None
+    assert all(state.mirror is None for state in want.aggregator.state.values())
 
 
 def test_planted_defects_and_statistics_survive_the_subsample(planted, planted_maps):
@@ -195,6 +199,7 @@ def test_a_nonfinite_batch_falls_back_to_the_exact_host_path():
     got, want = _audit(model, images, reduced=True, cuts=cuts), _audit(model, images, reduced=False, cuts=cuts)
     _assert_same_statistics(got.result(), want.result(), percentiles="exact")
     assert any(c["nonfinite_fraction"] > 0 for layer in got.result()["layers"].values() for c in layer["channels"])
+    assert got.aggregator.state["relu1_out"].mirror is None  # an exact batch: counted itself from then on
 
     asked: list[list[str]] = []
     run, access = AuditRun(model), OrtModelAccess(model)
