@@ -76,16 +76,14 @@ class _Channels:
         for name in _ARRAYS:
             setattr(self, name, arrays[name][rows])
         self._hist, self.base = hist[rows], base
-        self._pending = sketch.PendingCounts()  # one per tensor: bincount over a small histogram is cache-friendly
         # (source, lowest bin, highest bin): this tensor is its source clamped, so its sketch is the
         # source's with the outer bins folded in (see ActivationAggregator's `mirrors`)
         self.mirror: tuple[_Channels, int, int] | None = None
 
     @property
     def hist(self) -> np.ndarray:
-        """The percentile sketch's [C, BINS] counts, with every pending value counted."""
-        own = self._pending.flush(self._hist)
-        return own if self.mirror is None else own + sketch.clamped(self.mirror[0].hist, *self.mirror[1:])
+        """The percentile sketch's [C, BINS] counts."""
+        return self._hist if self.mirror is None else self._hist + sketch.clamped(self.mirror[0].hist, *self.mirror[1:])
 
     def unmirror(self) -> None:
         """Keep this tensor's sketch itself from now on (a batch is folded without its source's bins)."""
@@ -93,9 +91,10 @@ class _Channels:
             self._hist[...] = self.hist
             self.mirror = None
 
-    def count_later(self, bins: np.ndarray) -> None:
-        """Add flat indices into this tensor's [C, BINS] histogram to the sketch."""
-        self._pending.add(self._hist, bins)
+    def add_bins(self, bins: np.ndarray) -> None:
+        """Count flat indices into this tensor's [C, BINS] histogram (np.add.at: in place, ~1.5 ns a
+        value; np.bincount allocated a histogram-sized array per call, 5x slower here)."""
+        np.add.at(self._hist.reshape(-1), bins, 1)
 
     def combine(self, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         """Chan's parallel update of (count, mean, M2)."""
@@ -127,9 +126,9 @@ class _Channels:
             self.saturated += np.count_nonzero((v <= bounds[0]) | (v >= bounds[1]), axis=1)
         if subsampled:
             kept = np.moveaxis(sketch.subsample(x.reshape(n, c, -1)), 1, 0).reshape(c, -1).astype(np.float32)
-            self.count_later(sketch.bins_of(kept, np.isfinite(kept)))
+            self.add_bins(sketch.bins_of(kept, np.isfinite(kept)))
         else:
-            self.count_later(sketch.bins_of(v.astype(np.float32), None if everything else finite))
+            self.add_bins(sketch.bins_of(v.astype(np.float32), None if everything else finite))
         if not everything:
             v[~finite] = 0.0
         mean = v.sum(axis=1) / np.maximum(counts, 1)
@@ -155,7 +154,7 @@ class _Channels:
             self.saturated += r.saturated.sum(axis=0, dtype=np.int64)
         if self.mirror is None:
             sample = np.moveaxis(np.asarray(r.sample, np.float32), 1, 0).reshape(len(n), -1)
-            self.count_later(sketch.bins_of(sample))
+            self.add_bins(sketch.bins_of(sample))
         self.combine(n, mean, m2)
 
     def merge(self, other: _Channels) -> None:
@@ -284,7 +283,7 @@ class ActivationAggregator:
         a["zeros"][rows] += batch.zeros.sum(axis=0, dtype=np.int64)
         a["saturated"][batch.bounded] += batch.saturated.sum(axis=0, dtype=np.int64)
         for name, bins in zip(batch.binned, batch.bins, strict=True):
-            self.state[name].count_later(bins)
+            self.state[name].add_bins(bins)
         count = a["count"][rows]
         total = count + n
         safe = np.maximum(total, 1)

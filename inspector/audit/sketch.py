@@ -82,30 +82,6 @@ def clamped(hist: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return out
 
 
-class PendingCounts:
-    """Bin indices waiting to be counted into one [C, BINS] histogram: np.bincount costs the
-    histogram's size on every call, so indices are counted once they add up to twice that size
-    (int32: as many bytes as the histogram), or when the histogram is read (`flush`)."""
-
-    def __init__(self) -> None:
-        self.parts: list[np.ndarray] = []
-        self.size = 0
-
-    def add(self, hist: np.ndarray, flat: np.ndarray) -> None:
-        self.parts.append(flat)
-        self.size += flat.size
-        if self.size >= 2 * hist.size:
-            self.flush(hist)
-
-    def flush(self, hist: np.ndarray) -> np.ndarray:
-        """Count everything pending into `hist` (in place) and return it."""
-        if self.parts:
-            flat = np.concatenate(self.parts)
-            hist += np.bincount(flat, minlength=hist.size).reshape(hist.shape)
-            self.parts, self.size = [], 0
-        return hist
-
-
 def percentiles(hist: np.ndarray, qs: tuple[float, ...], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """[len(qs), C] percentile estimates; NaN for channels without values."""
     channels = hist.shape[0]
