@@ -39,7 +39,7 @@ def main() -> int:
     for images in LENGTHS:
         batches = pool[:images // BATCH]
         rows = {"inference": [], "audit": []}
-        for _ in range(3):  # interleaved rounds
+        for _ in range(5):  # interleaved rounds (this machine drifts: medians of 5)
             t0 = time.perf_counter()
             for b in batches:
                 client.infer("r18", b)

@@ -315,6 +315,13 @@ _FLAGS = ("dead", "rarely_active", "saturated", "range_outlier")  # bit i of "ch
 _FLAG_LISTS = [[f for i, f in enumerate(_FLAGS) if b >> i & 1] for b in range(1 << len(_FLAGS))]
 
 
+def _json_numbers(values: np.ndarray) -> list[float | None]:
+    """Floats as JSON has them: None where not finite."""
+    if np.isfinite(values).all():
+        return values.tolist()
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
 def _audit_from_columns(audit: dict, columns: np.ndarray | None, flags: np.ndarray | None) -> dict:
     """The report.json form of a columnar AuditStats answer: every layer's "columns" becomes
     its list of channel objects (a server that ignores `columnar` sent them already)."""
@@ -323,11 +330,11 @@ def _audit_from_columns(audit: dict, columns: np.ndarray | None, flags: np.ndarr
         if spec is None:
             continue
         lo, hi = spec["offset"], spec["offset"] + spec["count"]
-        values = [[v if math.isfinite(v) else None for v in columns[_CHANNEL_FIELDS.index(f), lo:hi].tolist()]
-                  for f in spec["fields"]]
-        entry["channels"] = [{"index": i, **dict(zip(spec["fields"], row, strict=True)), "flags": list(_FLAG_LISTS[b])}
-                             for i, (row, b) in enumerate(zip(zip(*values, strict=True), flags[lo:hi].tolist(),
-                                                              strict=True))]
+        values = [_json_numbers(columns[_CHANNEL_FIELDS.index(f), lo:hi]) for f in spec["fields"]]
+        flag_lists = [list(_FLAG_LISTS[b]) for b in flags[lo:hi].tolist()]
+        keys = ("index", *spec["fields"], "flags")
+        entry["channels"] = [dict(zip(keys, row, strict=True))
+                             for row in zip(range(hi - lo), *values, flag_lists, strict=True)]
     return audit
 
 
