@@ -312,7 +312,8 @@ def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int,
     once: a map that is not [N, C, ...] with the batch's N and the known C, an empty map, a
     non-finite value, or float32 sums that cannot give a map's spread (see read_reduced, which then
     takes the tensors one by one). `sources`: as read_reduced's, for the tensors whose minima,
-    maxima and subsample are their input's; `layouts`: a cache."""
+    maxima and subsample are their input's; `layouts`: a cache; `mirrored`: tensors whose
+    subsample is not binned (the aggregator reads their sketch from their source's)."""
     tensors = list(rows)
     shapes = [values[output_name(t, "shape")] for t in tensors]
     key = (tuple(tensors), b"".join(s.tobytes() for s in shapes))
