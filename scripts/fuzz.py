@@ -68,7 +68,15 @@ class Target:
 
 
 def run_family(name: str, target: Target, cases: int) -> dict:
-    from fuzz_cases import DEFINED, call, image_bytes, mutated_models, random_requests, tiny_model
+    from fuzz_cases import (
+        DEFINED,
+        call,
+        image_bytes,
+        mutated_models,
+        random_requests,
+        status_of,
+        tiny_model,
+    )
 
     codes: Counter[str] = Counter()
     failures: list[str] = []
@@ -83,13 +91,6 @@ def run_family(name: str, target: Target, cases: int) -> dict:
         elif code not in DEFINED:
             failures.append(f"{what}: {code}")
 
-    def code_of(fn) -> str:
-        try:
-            fn()
-            return "OK"
-        except grpc.RpcError as err:
-            return err.code().name
-
     strategy = {"models": mutated_models(tiny_model().SerializeToString()),
                 "requests": random_requests(["0" * 64]), "images": image_bytes()}[name]
 
@@ -98,7 +99,7 @@ def run_family(name: str, target: Target, cases: int) -> dict:
     def case(value) -> None:
         if name == "models":
             accepted: list[str] = []
-            record(code_of(lambda: accepted.append(target.client.load_model(value).id)), "upload")
+            record(status_of(lambda: accepted.append(target.client.load_model(value).id)), "upload")
             if accepted and accepted[0] not in target.ids:
                 target.client.unload_model(accepted[0])
         elif name == "requests":
@@ -110,7 +111,7 @@ def run_family(name: str, target: Target, cases: int) -> dict:
                         owner.model = target.ids[0]
             record(call(target.channel, method, request, timeout=10), f"{method.name} {str(request)[:400]!r}")
         else:
-            record(code_of(lambda: target.client.infer(target.ids[0], value)), "image")
+            record(status_of(lambda: target.client.infer(target.ids[0], value)), "image")
 
     started = time.perf_counter()
     case()

@@ -1,10 +1,14 @@
-"""Small deterministic CNNs built with onnx.helper, for tests and benchmarks.
+"""Small deterministic CNNs built with onnx.helper, for tests and benchmarks (and one hostile
+input, `declared_png`).
 
 `CNNBuilder` appends layers to a chain; every layer returns its output tensor name so
 branches (residual add, concat) can be wired by hand. Weights come from a seeded RNG.
 """
 
 from __future__ import annotations
+
+import struct
+import zlib
 
 import numpy as np
 import onnx
@@ -171,3 +175,14 @@ def resnet18_like(seed: int = 0, size: int = 224, classes: int = 1000, bn: bool 
             ch = out_ch
     x = b.flatten(b.gap(x))
     return b.build(b.gemm(x, classes, name="fc"), output_names=["logits"])
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header (IHDR) declares width x height over a few bytes of data: a
+    decompression bomb's shape."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))

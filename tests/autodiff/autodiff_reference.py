@@ -52,6 +52,19 @@ def single_op(op: str, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarr
     return typed_outputs(model)
 
 
+def conv_case(case: dict, arr, **fixed) -> tuple[onnx.ModelProto, np.ndarray]:
+    """A single Conv on x [2, 4, *size] from a test case dict (k, size, group, cout, bias, and
+    Conv attributes); `arr(*shape)` draws the arrays (x, w, then b), `fixed` adds attributes."""
+    case = dict(case)
+    k, size, group = case.pop("k"), case.pop("size", (6, 6)), case.pop("group", 1)
+    cout, bias = case.pop("cout", 6), case.pop("bias", False)
+    x = arr(2, 4, *size)
+    consts = {"w": arr(cout, 4 // group, k, k)}
+    if bias:
+        consts["b"] = arr(cout)
+    return single_op("Conv", {"x": x}, consts, kernel_shape=[k, k], group=group, **fixed, **case), x
+
+
 def typed_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     """Give untyped graph outputs their inferred element type (float when unknown)."""
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from autodiff_reference import analytic, check_op, single_op, start_value
+from autodiff_reference import analytic, check_op, conv_case, single_op, start_value
 
 RNG = np.random.default_rng(7)
 
@@ -32,14 +32,7 @@ CONV = [
 
 @pytest.mark.parametrize("case", CONV, ids=str)
 def test_conv_input_gradient(case):
-    case = dict(case)
-    k, size, group = case.pop("k"), case.pop("size", (6, 6)), case.pop("group", 1)
-    cout, bias = case.pop("cout", 6), case.pop("bias", False)
-    x = arr(2, 4, *size)
-    consts = {"w": arr(cout, 4 // group, k, k)}
-    if bias:
-        consts["b"] = arr(cout)
-    model = single_op("Conv", {"x": x}, consts, kernel_shape=[k, k], group=group, **case)
+    model, x = conv_case(case, arr)
     check_op(model, {"x": x}, eps=1.0, rtol=1e-4)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from autodiff_reference import analytic, check_op, session, single_op
+from autodiff_reference import analytic, check_op, conv_case, session, single_op
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.graph.autodiff import build_gradient_model
@@ -45,15 +45,7 @@ STRIDE1 = [
 
 
 def stride1_model(case: dict) -> tuple[onnx.ModelProto, np.ndarray]:
-    case = dict(case)
-    k, size, group = case.pop("k"), case.pop("size", (6, 6)), case.pop("group", 1)
-    cout, bias = case.pop("cout", 6), case.pop("bias", False)
-    x = arr(2, 4, *size)
-    consts = {"w": arr(cout, 4 // group, k, k)}
-    if bias:
-        consts["b"] = arr(cout)
-    return single_op("Conv", {"x": x}, consts, kernel_shape=[k, k], group=group,
-                     strides=[1, 1], **case), x
+    return conv_case(case, arr, strides=[1, 1])
 
 
 @pytest.mark.parametrize("case", STRIDE1, ids=str)

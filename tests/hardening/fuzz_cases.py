@@ -181,3 +181,12 @@ def call(channel: grpc.Channel, method, request, timeout: float = 10.0) -> str:
         return "OK"
     except grpc.RpcError as err:
         return err.code().name
+
+
+def status_of(fn) -> str:
+    """The gRPC status code name a call ends with ("OK" when it returns)."""
+    try:
+        fn()
+        return "OK"
+    except grpc.RpcError as err:
+        return err.code().name

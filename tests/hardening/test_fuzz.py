@@ -8,7 +8,15 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from fuzz_cases import DEFINED, call, image_bytes, mutated_models, random_requests, tiny_model
+from fuzz_cases import (
+    DEFINED,
+    call,
+    image_bytes,
+    mutated_models,
+    random_requests,
+    status_of,
+    tiny_model,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from inspector_client import InspectorClient
@@ -47,14 +55,6 @@ def _healthy(running) -> None:
         health_pb2.HealthCheckResponse.SERVING
 
 
-def _code(fn) -> str:
-    try:
-        fn()
-        return "OK"
-    except grpc.RpcError as err:
-        return err.code().name
-
-
 def test_fuzz_model_bytes(fuzz_server):
     seen: dict[str, int] = {}
 
@@ -62,12 +62,12 @@ def test_fuzz_model_bytes(fuzz_server):
     @given(data=mutated_models(tiny_model().SerializeToString()))
     def case(data: bytes) -> None:
         accepted = []
-        code = _code(lambda: accepted.append(fuzz_server.client.load_model(data).id))
+        code = status_of(lambda: accepted.append(fuzz_server.client.load_model(data).id))
         seen[code] = seen.get(code, 0) + 1
         assert code in DEFINED, code
         if code == "OK":  # accepted: it must run (or refuse the input) and then go away again
             model = accepted[0]
-            ran = _code(lambda: fuzz_server.client.infer(model, np.zeros((1, 3, 16, 16), np.float32)))
+            ran = status_of(lambda: fuzz_server.client.infer(model, np.zeros((1, 3, 16, 16), np.float32)))
             assert ran in DEFINED, ran
             if model not in fuzz_server.ids:
                 fuzz_server.client.unload_model(model)
@@ -112,7 +112,7 @@ def test_fuzz_images(fuzz_server):
     @fuzz(30)
     @given(data=image_bytes())
     def case(data: bytes) -> None:
-        code = _code(lambda: fuzz_server.client.infer(fuzz_server.ids[0], data))
+        code = status_of(lambda: fuzz_server.client.infer(fuzz_server.ids[0], data))
         seen[code] = seen.get(code, 0) + 1
         assert code in DEFINED - {"DEADLINE_EXCEEDED"}, code
         _healthy(fuzz_server)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 
 import grpc
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from factory import declared_png
 from inspector_client import InspectorClient
 from models import custom_op_model
 from onnx import TensorProto, helper, numpy_helper
@@ -24,16 +23,6 @@ def _png(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(array).save(out, format="PNG")
     return out.getvalue()
-
-
-def _declared_png(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height over a few bytes of data (a bomb's shape)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
 
 
 def _error(call) -> grpc.RpcError:
@@ -55,7 +44,7 @@ def test_hostile_images(make_server, small_model_bytes):
         cases = {
             "pixel limit": _png(np.zeros((200, 200, 3), np.uint8)),
             "-byte limit": rng.integers(0, 256, 60_000, dtype=np.uint8).tobytes(),
-            "decompression bomb": _declared_png(100_000, 100_000),
+            "decompression bomb": declared_png(100_000, 100_000),
             "could not be decoded": _png(image)[:200],
             "not an image": b"GIF89a? certainly not" * 10,
             "empty": b"",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from factory import declared_png
 from imaging_samples import encode, photo
 from PIL import Image
 
@@ -123,18 +122,9 @@ def test_float_images_scale_to_8_bit():
     assert _rgb(encode(Image.fromarray(wide), "TIFF"))[0, :, 1].tolist() == [0, 128, 255]
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG that declares a huge size (IHDR) with almost no data behind it."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("width,height", [(100_000, 100_000), (10_000, 6_000)])
 def test_declared_giant_images_are_refused(width, height):
-    data = _png_header_only(width, height)
+    data = declared_png(width, height)
     assert len(data) < 200
     with pytest.raises(InvalidArgument, match="bomb|pixel"):
         decode_image(data)
