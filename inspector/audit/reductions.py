@@ -238,6 +238,14 @@ def with_reductions(model: onnx.ModelProto, tensors: Sequence[str],
     return g.model
 
 
+def _spread(s: np.ndarray, q: np.ndarray, positions: int | np.ndarray) -> tuple[np.ndarray, bool]:
+    """Each map's M2 from its sums s and sums of squares q (float64 of the graph's float32), and
+    whether every one is trustworthy (see CANCELLATION; NaN or infinity is not)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        m2 = q - s * s / positions
+        return m2, bool(np.all((q == 0) | (m2 * CANCELLATION >= q)))
+
+
 def read_reduced(values: Mapping[str, np.ndarray], tensor: str,
                  source: tuple[str, tuple[float, float]] | None = None) -> ReducedBatch:
     """The reductions of one tensor from a run of the audit model, as per-map float64 sums and M2;
@@ -248,11 +256,10 @@ def read_reduced(values: Mapping[str, np.ndarray], tensor: str,
     m = int(np.prod(shape[2:], dtype=np.int64))
     s = np.asarray(values[output_name(tensor, "sum")], np.float64).reshape(n, c)
     q = np.asarray(values[output_name(tensor, "sumsq")], np.float64).reshape(n, c)
-    with np.errstate(invalid="ignore", over="ignore"):
-        m2 = q - s * s / max(m, 1)
-        conditioned = bool(np.all((q == 0) | (m2 * CANCELLATION >= q)))
-        shift = values.get(output_name(tensor, "shift"))
-        if shift is not None:  # sums of T - shift: back to sums of T
+    m2, conditioned = _spread(s, q, max(m, 1))
+    shift = values.get(output_name(tensor, "shift"))
+    if shift is not None:  # sums of T - shift: back to sums of T
+        with np.errstate(invalid="ignore", over="ignore"):
             s = s + m * np.asarray(shift, np.float64).reshape(n, c)
     part, lo, hi = tensor, None, None
     if source is not None and output_name(tensor, "image_min") not in values:
@@ -330,15 +337,14 @@ def read_columns(values: Mapping[str, np.ndarray], rows: Mapping[str, tuple[int,
 
     s = side_by_side("sum", tensors).astype(np.float64)
     q = side_by_side("sumsq", tensors).astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        m2 = q - s * s / layout.positions
-        if not np.all((q == 0) | (m2 * CANCELLATION >= q)):
-            return None
-        for t in tensors:
-            shift = values.get(output_name(t, "shift"))
-            if shift is not None:  # sums of T - shift: back to sums of T
-                cols = layout.columns[t]
-                s[:, cols] += layout.positions[cols] * np.asarray(shift, np.float64).reshape(n, -1)
+    m2, conditioned = _spread(s, q, layout.positions)
+    if not conditioned:
+        return None
+    for t in tensors:
+        shift = values.get(output_name(t, "shift"))
+        if shift is not None:  # sums of T - shift: back to sums of T
+            cols = layout.columns[t]
+            s[:, cols] += layout.positions[cols] * np.asarray(shift, np.float64).reshape(n, -1)
     if not (np.isfinite(s).all() and np.isfinite(m2).all()):
         return None
     clamps = {t: (sources[t][0], tuple(np.float32(b) for b in sources[t][1])) for t in tensors
