@@ -14,6 +14,8 @@ from pathlib import Path
 
 import grpc
 
+from inspector.service.limits import wrap_handler
+
 log = logging.getLogger("inspector.service.auth")
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 ENV_TOKEN = "INSPECTOR_AUTH_TOKEN"
@@ -76,10 +78,5 @@ def _refusal(handler: grpc.RpcMethodHandler | None, method: str, reason: str) ->
         abort(request, context)
         yield  # pragma: no cover - makes this a generator; abort raises first
 
-    if handler is None or (not handler.request_streaming and not handler.response_streaming):
-        return grpc.unary_unary_rpc_method_handler(abort)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort_stream)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort)
-    return grpc.unary_stream_rpc_method_handler(abort_stream)
+    # an unknown method is refused the same way: an unauthenticated caller learns nothing of the API
+    return wrap_handler(handler, lambda _: abort, lambda _: abort_stream) or grpc.unary_unary_rpc_method_handler(abort)

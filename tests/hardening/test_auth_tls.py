@@ -6,6 +6,7 @@ import logging
 import re
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inspector_client import InspectorClient
@@ -39,6 +40,11 @@ def test_token_auth(make_server, small_model_bytes, caplog):
     with InspectorClient(running.address, timeout=30) as anonymous:
         assert _code(anonymous.list_models) == grpc.StatusCode.UNAUTHENTICATED
         assert _code(lambda: anonymous.load_model(small_model_bytes)) == grpc.StatusCode.UNAUTHENTICATED
+        image = np.zeros((1, 3, 32, 32), np.float32)  # server-streaming and bidirectional calls too
+        assert _code(lambda: anonymous.infer("any", image)) == grpc.StatusCode.UNAUTHENTICATED
+        assert _code(lambda: anonymous.audit("any", [image])) == grpc.StatusCode.UNAUTHENTICATED
+        unknown = anonymous._channel.unary_unary("/inspector.v1.Inspector/NoSuchMethod")
+        assert _code(lambda: unknown(b"", timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
     with caplog.at_level(logging.WARNING, logger="inspector.service.auth"), \
             InspectorClient(running.address, token="wrong-token-xyz", timeout=30) as wrong:
         assert _code(wrong.methods) == grpc.StatusCode.UNAUTHENTICATED
