@@ -31,12 +31,9 @@ COSMETIC = ("Field 'type' of 'value_info' is required", "Field 'shape' of 'type'
             "Field 'elem_type' of 'type' is required")
 
 
-def check_static(path: Path, size_bytes: int, *, max_bytes: int, max_ir_version: int | None = None,
-                 max_opset: int | None = None) -> list[str]:
-    """Size, IR version, opset and onnx.checker(full_check); warnings, or InvalidArgument."""
-    if size_bytes > max_bytes:
-        raise errors.ResourceExhausted(
-            f"the model is {size_bytes} bytes, more than the limit of {max_bytes} bytes", field="model")
+def check_static(path: Path, *, max_ir_version: int | None = None, max_opset: int | None = None) -> list[str]:
+    """IR version, opset and onnx.checker(full_check); warnings, or InvalidArgument (the size
+    bound is vet_model's, which always applies)."""
     model = onnx.load(str(path), load_external_data=False)
     max_ir = max_ir_version or onnx.IR_VERSION
     if not 3 <= model.ir_version <= max_ir:
@@ -219,8 +216,7 @@ def vet_model(path: Path, size_bytes: int, preprocess: dict | None, config) -> l
             "bytes", field="model")
     if not config.vetting:
         return []
-    warnings = check_static(path, size_bytes, max_bytes=config.max_upload_bytes,
-                            max_ir_version=config.max_ir_version, max_opset=config.max_opset)
+    warnings = check_static(path, max_ir_version=config.max_ir_version, max_opset=config.max_opset)
     return warnings + trial_run(path, timeout_s=config.vet_timeout_s,
                                 memory_bytes=config.vet_memory_bytes, spatial=spatial_size(preprocess))
 
