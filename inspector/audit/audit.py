@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 from inspector.audit.aggregate import (
     ActivationAggregator,
     LayerStats,

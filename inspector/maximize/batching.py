@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 
 
 def fixed_batch(access: ModelAccess) -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Sequence
 import numpy as np
 
 from inspector import errors
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 from inspector.maximize import penalties
 from inspector.maximize.adam import Adam
 from inspector.maximize.batching import Chunked, fixed_batch

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import onnx
 
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers

@@ -16,7 +16,7 @@ import numpy as np
 from inspector.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from inspector.access import ModelAccess
+    from inspector.model_access import ModelAccess
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 from inspector.methods.base import Explanation, Method
 from inspector.methods.gradcam import GradCAM
 from inspector.methods.maps import positive_int, scale_by_max, scale_maps, unit_float

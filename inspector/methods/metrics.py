@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inspector.access import ModelAccess
+from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Target
 from inspector.methods.integrated_gradients import gaussian_blur

@@ -1,4 +1,5 @@
-"""ModelAccess: what a method (CAM, saliency, maximization, audit) may ask of a loaded model.
+"""ModelAccess: what a method (CAM, saliency, maximization, audit) may ask of a loaded model
+(the protocol; runtime/access.py implements it over onnxruntime).
 
 The core implements it over onnxruntime sessions (forward: exposed-tensor models; backward:
 models from graph.autodiff), cached per (model, selection, provider). Methods see only this,
