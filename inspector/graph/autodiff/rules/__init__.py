@@ -10,5 +10,6 @@ from . import (  # noqa: F401
     pooling,
     reduce,
     resize,
+    scatter,
     shape_ops,
 )

@@ -1,0 +1,80 @@
+"""ScatterElements, ScatterND and RoiAlign rules against central differences (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from autodiff_reference import check_op, single_op
+
+from inspector.errors import FailedPrecondition
+from inspector.graph.autodiff import build_gradient_model
+
+
+def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape)
+
+
+def unique_along(rng: np.random.Generator, shape: tuple[int, ...], axis: int, size: int,
+                 negative: bool) -> np.ndarray:
+    """Indices of `shape`, distinct along `axis` (no position written twice), some negative."""
+    moved = list(shape)
+    count = moved.pop(axis)
+    flat = [rng.permutation(size)[:count] for _ in range(int(np.prod(moved)))]
+    picked = np.moveaxis(np.array(flat).reshape(*moved, count), -1, axis)
+    if negative:
+        picked = np.where(rng.random(picked.shape) < 0.5, picked - size, picked)
+    return picked.astype(np.int64)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("negative", [False, True])
+def test_scatter_elements(axis, negative):
+    rng = np.random.default_rng(axis + 1 + 5 * negative)
+    data = rand(rng, 4, 5, 6)
+    shape = [4, 5, 6]
+    shape[axis] = 3
+    indices = unique_along(rng, tuple(shape), axis, [4, 5, 6][axis], negative)
+    updates = rand(rng, *shape)
+    model = single_op("ScatterElements", {"d": data, "u": updates}, {"i": indices},
+                      order=["d", "i", "u"], axis=axis)
+    check_op(model, {"d": data, "u": updates}, eps=1.0, rtol=1e-9)
+
+
+def test_scatter_elements_add_with_repeats():
+    rng = np.random.default_rng(1)
+    data, updates = rand(rng, 3, 4), rand(rng, 3, 5)
+    indices = np.array([[0, 0, 3, -1, 1], [2, 2, 2, 1, -4], [3, 1, 1, 0, 0]])
+    model = single_op("ScatterElements", {"d": data, "u": updates}, {"i": indices},
+                      order=["d", "i", "u"], axis=1, reduction="add")
+    check_op(model, {"d": data, "u": updates}, eps=1.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("indices, updates_shape", [
+    ([[1], [-1], [0]], (3, 3, 5)),
+    ([[0, 2], [-1, -3], [2, 0], [1, 1]], (4, 5)),
+    ([[[0, 1, 4]], [[-4, 0, -1]]], (2, 1)),
+])
+def test_scatter_nd(indices, updates_shape):
+    rng = np.random.default_rng(len(updates_shape))
+    data, updates = rand(rng, 4, 3, 5), rand(rng, *updates_shape)
+    model = single_op("ScatterND", {"d": data, "u": updates},
+                      {"i": np.array(indices, dtype=np.int64)}, order=["d", "i", "u"])
+    check_op(model, {"d": data, "u": updates}, eps=1.0, rtol=1e-9)
+
+
+def test_scatter_nd_add_with_repeats():
+    rng = np.random.default_rng(2)
+    data, updates = rand(rng, 4, 3), rand(rng, 3, 3)
+    model = single_op("ScatterND", {"d": data, "u": updates},
+                      {"i": np.array([[2], [-2], [0]])}, order=["d", "i", "u"], reduction="add")
+    check_op(model, {"d": data, "u": updates}, eps=1.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("op", ["ScatterElements", "ScatterND"])
+def test_scatter_other_reductions_are_refused(op):
+    data, updates = np.zeros((3, 2)), np.ones((1, 2))
+    model = single_op(op, {"d": data, "u": updates}, {"i": np.zeros((1, 2 if op[7] == "E" else 1),
+                                                                    dtype=np.int64)},
+                      order=["d", "i", "u"], reduction="mul")
+    with pytest.raises(FailedPrecondition, match="reduction 'mul'"):
+        build_gradient_model(model, "y", ["d"])
