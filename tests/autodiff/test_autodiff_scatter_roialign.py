@@ -78,3 +78,39 @@ def test_scatter_other_reductions_are_refused(op):
                       order=["d", "i", "u"], reduction="mul")
     with pytest.raises(FailedPrecondition, match="reduction 'mul'"):
         build_gradient_model(model, "y", ["d"])
+
+
+ROIS = np.array([[0.3, 1.2, 5.9, 6.1],     # inside the map
+                 [-2.0, -1.5, 3.3, 2.2],   # past the top-left corner
+                 [4.1, 3.7, 9.6, 8.8],     # past the bottom-right corner
+                 [2.2, 2.4, 2.6, 3.1],     # smaller than one cell
+                 [1.0, 0.5, 7.5, 4.0]])
+BATCH = np.array([0, 1, 0, 1, 1], dtype=np.int64)
+
+
+@pytest.mark.parametrize("mode", ["half_pixel", "output_half_pixel"])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+@pytest.mark.parametrize("scale, out", [(1.0, (3, 2)), (0.75, (2, 4))])
+def test_roi_align(mode, sampling_ratio, scale, out):
+    rng = np.random.default_rng(sampling_ratio)
+    x = rand(rng, 2, 3, 7, 8)
+    rois = (ROIS / scale)
+    model = single_op("RoiAlign", {"x": x, "rois": rois}, {"b": BATCH}, output_height=out[0],
+                      output_width=out[1], sampling_ratio=sampling_ratio, spatial_scale=scale,
+                      coordinate_transformation_mode=mode)
+    check_op(model, {"x": x, "rois": rois}, wrt=["x"], eps=1.0, rtol=1e-9)
+
+
+def test_roi_align_opset10_is_converted():
+    rng = np.random.default_rng(3)
+    x = rand(rng, 2, 2, 6, 5)
+    model = single_op("RoiAlign", {"x": x}, {"r": ROIS[:3] * 0.7, "b": BATCH[:3]}, opset=10,
+                      output_height=2, output_width=3, sampling_ratio=0)
+    check_op(model, {"x": x}, eps=1.0, rtol=1e-9)
+
+
+def test_roi_align_max_mode_is_refused():
+    x = np.zeros((1, 1, 4, 4))
+    model = single_op("RoiAlign", {"x": x}, {"r": ROIS[:1], "b": BATCH[:1]}, mode="max")
+    with pytest.raises(FailedPrecondition, match="mode 'max'"):
+        build_gradient_model(model, "y", ["x"])

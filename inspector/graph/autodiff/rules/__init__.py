@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     pooling,
     reduce,
     resize,
+    roialign,
     scatter,
     shape_ops,
 )
