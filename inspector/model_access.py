@@ -4,15 +4,22 @@
 The core implements it over onnxruntime sessions (forward: exposed-tensor models; backward:
 models from graph.autodiff), cached per (model, selection, provider). Methods see only this,
 so each method is plain numpy over the arrays it gets back.
+
+Every run takes a batch of any size N, whatever batch the model's input declares: the access
+owns shapes (it runs a fixed-batch model freed or in runs of its batch; see runtime/access.py),
+and its errors name the N the caller sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
+
+if TYPE_CHECKING:
+    from inspector.runtime.sessions import Session
 
 
 class ModelAccess(Protocol):
@@ -27,6 +34,29 @@ class ModelAccess(Protocol):
     @property
     def output_names(self) -> tuple[str, ...]:
         """The model's graph outputs, in order."""
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int | str | None, ...] | None]:
+        """Each model input's declared dims: int where fixed, the symbolic name or None where not
+        (None for the whole shape when the model declares none)."""
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the image input declares (None when symbolic). Informational only:
+        every run below accepts any batch and splits or frees it as the model allows."""
+
+    def providers_used(self) -> tuple[str, ...]:
+        """The execution providers onnxruntime actually used for the latest run (after any
+        fallback, e.g. CUDA to CPU)."""
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per key for this model (a default layer, a layer selection, audit
+        plans): values that depend on the model alone."""
+
+    def session_for_outputs(self, names: Sequence[str], *, float16: bool = False) -> tuple[Session, Any]:
+        """(the cached session whose outputs include `names`, {name: its output name}). A raw
+        session runs only the batch the model accepts; prefer forward/forward_exposed. Calling it
+        with no names creates the plain session (a load check)."""
 
     def forward(self, x: np.ndarray, fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Run on the batch `x`; return every graph output plus each tensor named in `fetch`."""
@@ -44,6 +74,23 @@ class ModelAccess(Protocol):
                           fetch: Sequence[str]) -> dict[str, np.ndarray]:
         """Run with the tensors named in `values` replaced by those arrays (the network from a
         layer on, as Ablation-CAM needs); return the tensors in `fetch`."""
+
+    def forward_exposed(self, x: np.ndarray, names: Sequence[str], *,
+                        float16: bool = False) -> dict[str, np.ndarray]:
+        """Only the tensors in `names` for the batch `x` (each cast to float16 inside the graph
+        when `float16`), without the graph outputs."""
+
+    def forward_variant(self, key: tuple, build: Callable[[onnx.ModelProto], onnx.ModelProto],
+                        x: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run `outputs` of the variant `build(model)` (built once per `key`, e.g. the audit model
+        of in-graph reductions) on the batch `x`. `build` gets the model the access runs, whose
+        batch dimension may have been made symbolic; outputs that carry the batch must carry it on
+        axis 0, except a 1-D Shape of a batch tensor."""
+
+    def backward_top1(self, x: np.ndarray, start: str, wrt: Sequence[str], policy: str = "standard",
+                      fetch: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """backward() seeded by each image's top-1 class of `start` ([N, K]), in one run where
+        possible: (gradients by wrt name, forward values of `start` and of `fetch`)."""
 
     def check_cancelled(self) -> None:
         """Raise errors.Cancelled if the caller has gone away; long loops call it each step."""

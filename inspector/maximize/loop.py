@@ -14,15 +14,14 @@ from collections.abc import Callable, Generator, Sequence
 import numpy as np
 
 from inspector import errors
-from inspector.model_access import ModelAccess
 from inspector.maximize import penalties
 from inspector.maximize.adam import Adam
-from inspector.maximize.batching import Chunked, fixed_batch
 from inspector.maximize.config import Maximization, MaximizeConfig, Progress
 from inspector.maximize.objectives import LINEAR, Term, diversity, group_by_tensor
 from inspector.maximize.param import FourierImage, PixelImage
 from inspector.maximize.pullback import InputPullback
 from inspector.maximize.warp import Resample, Robustness
+from inspector.model_access import ModelAccess
 
 ToInput = Callable[[np.ndarray], np.ndarray]
 
@@ -129,13 +128,6 @@ def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: M
                                      field="input_size")
     size = (int(input_size[0]), int(input_size[1]))
     terms = _terms(access, layer, channels, config)
-    batch = fixed_batch(access)
-    if batch is not None and batch != len(terms[0].channels):
-        if batch != 1:
-            raise errors.InvalidArgument(
-                f"the model takes exactly {batch} images at a time; ask for {batch} channels, "
-                "or export the model with a dynamic batch dimension", field="channels")
-        access = Chunked(access, 1)  # type: ignore[assignment]
     pull = InputPullback(to_input, size)
     param = (FourierImage(size, config.decorrelate, config.decay)
              if config.parameterization == "fft" else PixelImage(size, config.decorrelate))

@@ -4,11 +4,18 @@ Forward runs use a variant of the model with the fetched tensors exposed as outp
 graph.expose); backward runs use the gradient model from graph.autodiff. Each variant is built
 once per (model, selection, policy, providers) and kept in the shared SessionCache, so a new
 class index or seed only changes the seed input.
+
+Batches: a model whose input declares a fixed batch size B (torch.onnx.export's default is 1)
+still takes any batch here. The first batch of another size checks once whether the model runs
+with dim 0 made symbolic (runtime.batching.free_batch) and gives the same values as runs of B;
+if so every variant is built from that freed model, else each call is split into runs of B
+(the last padded with copies of its last image) and the results joined along axis 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,16 +23,25 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from inspector import errors
 from inspector.graph.expose import expose_tensors
+from inspector.runtime import batching
 from inspector.runtime.cancellation import cancellation_active, is_cancelled, raise_if_cancelled
 from inspector.runtime.sessions import Session, SessionCache
 
+log = logging.getLogger(__name__)
+SEED = "\0seed"  # the seed's place among the batch-carrying feeds of backward()
+
 
 class OrtModelAccess:
-    """ModelAccess for one model on one provider list; thread-safe."""
+    """ModelAccess for one model on one provider list; thread-safe.
+
+    `free_batch=False` never frees a fixed batch dimension (always splits), for comparisons.
+    """
 
     def __init__(self, model: onnx.ModelProto, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 *, sessions: SessionCache | None = None, key: tuple = (), source: Path | None = None) -> None:
+                 *, sessions: SessionCache | None = None, key: tuple = (), source: Path | None = None,
+                 free_batch: bool = True) -> None:
         self._model = model
         self._providers = list(providers)
         self._sessions = sessions or SessionCache()
@@ -36,9 +52,15 @@ class OrtModelAccess:
         self._gradients: dict[tuple, object] = {}  # GradientModel without its ModelProto
         self._memo: dict[tuple, object] = {}
         self._used: tuple[str, ...] = ()
-        inits = {i.name for i in model.graph.initializer}
-        self._inputs = [i.name for i in model.graph.input if i.name not in inits]
+        self._initializers = frozenset(i.name for i in model.graph.initializer)
+        self._inputs = [i.name for i in model.graph.input if i.name not in self._initializers]
         self._outputs = tuple(o.name for o in model.graph.output)
+        self._shapes = batching.declared_shapes(model)
+        self._batch = batching.fixed_batch(model, self._inputs[0]) if self._inputs else None
+        self._may_free = free_batch
+        self._freed: bool | None = None if self._batch is not None else False
+        self._free_lock = threading.Lock()
+        self.free_checks = 0  # how often the freed model was checked (at most once)
 
     @property
     def graph(self) -> onnx.ModelProto:
@@ -51,6 +73,21 @@ class OrtModelAccess:
     @property
     def output_names(self) -> tuple[str, ...]:
         return self._outputs
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int | str | None, ...] | None]:
+        """Declared dims of each model input: int when fixed, the symbolic name or None if not."""
+        return dict(self._shapes)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model's input declares (None: symbolic); any batch is accepted."""
+        return self._batch
+
+    @property
+    def batch_freed(self) -> bool | None:
+        """Whether a fixed batch dimension runs freed (True) or split (False); None until checked."""
+        return self._freed
 
     def providers_used(self) -> tuple[str, ...]:
         """What onnxruntime actually used for the latest session (after any CUDA fallback)."""
@@ -68,6 +105,22 @@ class OrtModelAccess:
         with self._lock:
             return self._memo.setdefault(key, value)
 
+    # --- the model variants are built from ---------------------------------------------------
+
+    def _prefix(self) -> tuple:
+        return (*self._key, "freed") if self._freed else self._key
+
+    def _base(self) -> onnx.ModelProto:
+        """The model every variant is built from: the freed copy once it was checked."""
+        if self._freed:
+            return batching.free_batch(self._model, self.input_name, self._batch)
+        return self._model
+
+    def _plain(self, freed: bool) -> Callable[[], onnx.ModelProto | Path]:
+        if freed:
+            return lambda: batching.free_batch(self._model, self.input_name, self._batch)
+        return (lambda: self._source) if self._source is not None else (lambda: self._model)
+
     def _run(self, session: Session, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
         self._used = session.providers
         return session.run(feeds, outputs, cancelled=is_cancelled if cancellation_active() else None)
@@ -75,55 +128,156 @@ class OrtModelAccess:
     def session_for_outputs(self, names: Sequence[str], *, float16: bool = False) -> tuple[Session, dict[str, str]]:
         """The session exposing `names` (beyond the graph outputs) and name -> output name."""
         extra = tuple(n for n in dict.fromkeys(names) if n not in self._outputs or float16)
-        key = (*self._key, "expose", extra, float16)
+        key = (*self._prefix(), "expose", extra, float16)
         if not extra:
-            build = (lambda: self._source) if self._source is not None else (lambda: self._model)
-            session = self._sessions.get(key, build, self._providers)
+            session = self._sessions.get(key, self._plain(bool(self._freed)), self._providers)
             return session, {n: n for n in self._outputs}
         with self._lock:
             mapping = self._exposed.get(key)
         if mapping is None:
-            exposed = expose_tensors(self._model, list(extra), as_float16=float16)
+            exposed = expose_tensors(self._base(), list(extra), as_float16=float16)
             mapping = exposed.outputs
             with self._lock:
                 self._exposed[key] = mapping
             build = lambda: exposed.model  # noqa: E731
         else:
-            build = lambda: expose_tensors(self._model, list(extra), as_float16=float16).model  # noqa: E731
+            build = lambda: expose_tensors(self._base(), list(extra), as_float16=float16).model  # noqa: E731
         session = self._sessions.get(key, build, self._providers)
         return session, {**{n: n for n in self._outputs}, **mapping}
 
+    # --- batches -----------------------------------------------------------------------------
+
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        """x as an array; InvalidArgument (naming x's own shape) when a non-batch dim is wrong."""
+        x = np.asarray(x)
+        dims = self._shapes.get(self.input_name) if self._inputs else None
+        if dims is None:
+            return x
+        expected = "[" + ", ".join(["N", *("?" if not isinstance(d, int) else str(d) for d in dims[1:])]) + "]"
+        if x.ndim != len(dims):
+            raise errors.InvalidArgument(
+                f"input '{self.input_name}' must have {len(dims)} dimensions {expected}, got "
+                f"{x.ndim} {list(x.shape)}", field=self.input_name)
+        for axis in range(1, x.ndim):
+            if isinstance(dims[axis], int) and dims[axis] != x.shape[axis]:
+                raise errors.InvalidArgument(
+                    f"input '{self.input_name}' must have size {dims[axis]} in dimension {axis} "
+                    f"(shape {expected}), got {list(x.shape)}", field=self.input_name)
+        return x
+
+    def _splits(self, x: np.ndarray) -> bool:
+        """Whether a run on x must be split into runs of the fixed batch (after the one check)."""
+        if self._batch is None or len(x) == self._batch or len(x) == 0 or not self._may_free:
+            return self._batch is not None and len(x) not in (0, self._batch)
+        with self._free_lock:
+            if self._freed is None:
+                self._freed = self._check_freed(x)
+        return not self._freed
+
+    def _check_freed(self, x: np.ndarray) -> bool:
+        """Run two batches of B (real images, the second mirrored) through the original model and
+        once stacked through the freed copy; the freed copy is used if it agrees."""
+        self.free_checks += 1
+        b = self._batch
+        rows = np.ascontiguousarray(x[np.arange(b) % len(x)])
+        halves = [rows, np.ascontiguousarray(np.flip(rows, axis=-1))]
+        plain = self._sessions.get((*self._key, "expose", (), False), self._plain(False), self._providers)
+        singles = [plain.run({self.input_name: h}) for h in halves]
+        try:
+            freed = self._sessions.get((*self._key, "freed", "expose", (), False), self._plain(True),
+                                       self._providers)
+            why = batching.agree(freed.run({self.input_name: np.concatenate(halves)}), *singles)
+        except Exception as exc:  # a model that does not run freed (a Reshape to [1, -1], ...)
+            why = f"{type(exc).__name__}: {exc}"
+        if why is not None:
+            log.info("the model's batch of %d stays fixed (runs are split): %s", b, why)
+            self._sessions.evict((*self._key, "freed"))
+        return why is None
+
+    def _leading(self) -> dict[str, int | str | None]:
+        """Dim 0 of every tensor shape inference knows, from the original model."""
+        def compute():
+            from inspector.graph.info import value_infos
+
+            out: dict[str, int | str | None] = {}
+            for name, vi in value_infos(self._model).items():
+                dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else ()
+                if dims:
+                    d = dims[0]
+                    out[name] = int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+            return out
+        return self.memo(("batching", "leading"), compute)
+
+    def _batched(self, x: np.ndarray, feeds: dict[str, np.ndarray], run: Callable[[dict], dict], *,
+                 leading: dict | None = None, constant=()) -> dict:
+        """run(feeds), every feed carrying the batch of x: at once, or in runs of the fixed batch
+        (padded rows: copies of the last one, zeros for the seed) joined along axis 0."""
+        if not self._splits(x):
+            return run(feeds)
+        n, b = len(x), self._batch
+        uneven = [k for k, v in feeds.items() if len(v) != n]
+        if uneven:
+            shown = "the seed" if uneven[0] == SEED else repr(uneven[0])
+            raise batching.refuse(b, n, f"{shown} has {len(feeds[uneven[0]])} rows, not {n}")
+        parts = []
+        for start, stop, pad in batching.chunks(n, b):
+            chunk = {k: batching.pad_rows(np.ascontiguousarray(v[start:stop]), pad, zero=k == SEED)
+                     for k, v in feeds.items()}
+            parts.append((run(chunk), stop - start))
+        return batching.join(parts, b, n, leading=self._leading() if leading is None else leading,
+                             constant=constant)
+
+    # --- runs --------------------------------------------------------------------------------
+
     def forward(self, x: np.ndarray, fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        session, mapping = self.session_for_outputs(fetch)
-        values = self._run(session, {self.input_name: x}, list(dict.fromkeys(mapping.values())))
-        return {name: values[out] for name, out in mapping.items()}
+        x = self._check_input(x)
+
+        def run(feeds):
+            session, mapping = self.session_for_outputs(fetch)
+            values = self._run(session, feeds, list(dict.fromkeys(mapping.values())))
+            return {name: values[out] for name, out in mapping.items()}
+        return self._batched(x, {self.input_name: x}, run, constant=self._initializers)
 
     def forward_exposed(self, x: np.ndarray, names: Sequence[str], *, float16: bool = False) -> dict[str, np.ndarray]:
         """Only the tensors in `names` (optionally cast to float16 inside the graph)."""
-        session, mapping = self.session_for_outputs(names, float16=float16)
-        wanted = {n: mapping[n] for n in names}
-        values = self._run(session, {self.input_name: x}, list(dict.fromkeys(wanted.values())))
-        return {n: values[o] for n, o in wanted.items()}
+        x = self._check_input(x)
+
+        def run(feeds):
+            session, mapping = self.session_for_outputs(names, float16=float16)
+            wanted = {n: mapping[n] for n in names}
+            values = self._run(session, feeds, list(dict.fromkeys(wanted.values())))
+            return {n: values[o] for n, o in wanted.items()}
+        return self._batched(x, {self.input_name: x}, run, constant=self._initializers)
 
     def forward_replacing(self, x: np.ndarray, values: dict[str, np.ndarray],
                           fetch: Sequence[str]) -> dict[str, np.ndarray]:
         """Run with the tensors in `values` replaced by the given arrays; return `fetch`."""
         from inspector.graph.replace import with_tensors_as_inputs
 
+        x = self._check_input(x)
         names, fetch = tuple(values), tuple(fetch)
-        session = self._sessions.get(
-            (*self._key, "replace", names, fetch),
-            lambda: with_tensors_as_inputs(self._model, names, fetch), self._providers)
+
+        def run(feeds):
+            session = self._sessions.get(
+                (*self._prefix(), "replace", names, fetch),
+                lambda: with_tensors_as_inputs(self._base(), names, fetch), self._providers)
+            if self.input_name not in session.input_names:
+                feeds = {k: v for k, v in feeds.items() if k != self.input_name}
+            return self._run(session, feeds, list(fetch))
         feeds = {n: np.ascontiguousarray(v) for n, v in values.items()}
-        if self.input_name in session.input_names:
-            feeds[self.input_name] = x
-        return self._run(session, feeds, list(fetch))
+        feeds[self.input_name] = x
+        return self._batched(x, feeds, run, constant=self._initializers)
 
     def forward_variant(self, key: tuple, build: Callable[[onnx.ModelProto], onnx.ModelProto],
                         x: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         """Run the variant that `build` makes from the model (built once per key, e.g. the audit model)."""
-        session = self._sessions.get((*self._key, "variant", *key), lambda: build(self._model), self._providers)
-        return self._run(session, {self.input_name: x}, list(outputs))
+        x = self._check_input(x)
+
+        def run(feeds):
+            session = self._sessions.get((*self._prefix(), "variant", *key), lambda: build(self._base()),
+                                         self._providers)
+            return self._run(session, feeds, list(outputs))
+        return self._batched(x, {self.input_name: x}, run)
 
     def gradient_model(self, start: str, wrt: Sequence[str], policy: str = "standard",
                        fetch: Sequence[str] = ()):
@@ -132,17 +286,18 @@ class OrtModelAccess:
         from inspector.graph.autodiff import build_gradient_model
 
         key = (start, tuple(wrt), policy, tuple(fetch))
+        names_key = (*key, bool(self._freed))
 
         def build():
-            return build_gradient_model(self._model, start, list(wrt), policy=policy, fetch=list(fetch))
+            return build_gradient_model(self._base(), start, list(wrt), policy=policy, fetch=list(fetch))
 
         with self._lock:
-            names = self._gradients.get(key)
+            names = self._gradients.get(names_key)
         if names is not None:
             return key, names, lambda: build().model
         gm = build()
         with self._lock:
-            self._gradients[key] = dataclasses.replace(gm, model=None)
+            self._gradients[names_key] = dataclasses.replace(gm, model=None)
         return key, gm, lambda: gm.model
 
     def backward_top1(self, x: np.ndarray, start: str, wrt: Sequence[str], policy: str = "standard",
@@ -153,12 +308,22 @@ class OrtModelAccess:
         """
         from inspector.graph.seeding import seed_from_top1
 
+        x = self._check_input(x)
         fetch = list(dict.fromkeys([*fetch, start]))
-        key, gm, build = self.gradient_model(start, wrt, policy, fetch)
-        session = self._sessions.get((*self._key, "grad-top1", *key),
-                                     lambda: seed_from_top1(dataclasses.replace(gm, model=build()), start).model,
-                                     self._providers)
-        return self._run_gradient(session, gm, {self.input_name: x})
+
+        def run(feeds):
+            key, gm, build = self.gradient_model(start, wrt, policy, fetch)
+            session = self._sessions.get((*self._prefix(), "grad-top1", *key),
+                                         lambda: seed_from_top1(dataclasses.replace(gm, model=build()), start).model,
+                                         self._providers)
+            grads, fetched = self._run_gradient(session, gm, feeds)
+            return {**{("grad", w): v for w, v in grads.items()}, **{("fetch", n): v for n, v in fetched.items()}}
+        leading = self._leading() if self._splits(x) else {}
+        out = self._batched(x, {self.input_name: x}, run,
+                            leading={(kind, n): d for n, d in leading.items() for kind in ("grad", "fetch")},
+                            constant={("fetch", n) for n in fetch if n in self._initializers})
+        return ({n: v for (kind, n), v in out.items() if kind == "grad"},
+                {n: v for (kind, n), v in out.items() if kind == "fetch"})
 
     def _run_gradient(self, session: Session, gm, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
         """(gradients by wrt name, fetched forward values by name) of one run."""
@@ -169,8 +334,14 @@ class OrtModelAccess:
 
     def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
                  policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        key, gm, build = self.gradient_model(start, wrt, policy, fetch)
-        session = self._sessions.get((*self._key, "grad", *key), build, self._providers)
-        feeds = {self.input_name: x, gm.seed_input: np.ascontiguousarray(seed, np.float32)}
-        grads, fetched = self._run_gradient(session, gm, feeds)
-        return {**fetched, **grads}  # a name both fetched and differentiated means its gradient
+        x = self._check_input(x)
+
+        def run(feeds):
+            key, gm, build = self.gradient_model(start, wrt, policy, fetch)
+            session = self._sessions.get((*self._prefix(), "grad", *key), build, self._providers)
+            grads, fetched = self._run_gradient(
+                session, gm, {self.input_name: feeds[self.input_name], gm.seed_input: feeds[SEED]})
+            return {**fetched, **grads}  # a name both fetched and differentiated means its gradient
+        feeds = {self.input_name: x, SEED: np.ascontiguousarray(seed, np.float32)}
+        fetched_constants = {n for n in fetch if n in self._initializers and n not in wrt}
+        return self._batched(x, feeds, run, constant=fetched_constants)
