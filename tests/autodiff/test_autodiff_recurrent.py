@@ -113,6 +113,13 @@ def test_gru_linear_before_reset(direction, initial):
     check_op(model, feeds, rtol=RTOL)
 
 
+@pytest.mark.parametrize("op, wrt", [("LSTM", ["x"]), ("LSTM", ["h0"]), ("LSTM", ["c0"]),
+                                     ("GRU", ["x"]), ("GRU", ["h0"])])
+def test_one_input_at_a_time(op, wrt):
+    model, feeds = recurrent_case(op, "bidirectional", outputs=("Y", "Y_h"), seed=9)
+    check_op(model, feeds, wrt=wrt, rtol=RTOL)
+
+
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
 def test_symbolic_time_and_batch(op):
     model, feeds = recurrent_case(op, "bidirectional", outputs=("Y", "Y_h"), symbolic=True,

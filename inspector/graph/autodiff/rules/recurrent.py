@@ -149,8 +149,9 @@ class Recurrence:
         if not node.output or not node.output[0]:  # Y (every hidden state) is needed
             if not node.output:
                 node.output.append("")
-            node.output[0] = em.fresh(f"{node.name or op_name(node)}_Y")
-        self.x, self.y, self.gy = node.input[0], node.output[0], grads[0]  # [T, B, I], [T, D, B, H]
+            node.output[0] = em.fresh(f"{node.name or node.op_type.lower()}_Y")
+        # X: [T, B, I]; Y and its gradient: [T, D, B, H]; the rest per direction first.
+        self.x, self.y, self.gy = node.input[0], node.output[0], grads[0]
         self.w, self.r, self.b = node.input[1], node.input[2], given("B")
         self.initial = {k: given(k) for k in ("initial_h", "initial_c") if k in positions}
         self.last = grads[1:]  # of Y_h (and Y_c): [D, B, H]
@@ -175,21 +176,21 @@ class Recurrence:
         out["h_prev"] = _previous(em, y, out["initial_h"], self.reverse(d))
         return out
 
-    def results(self, dxs: list[str], starts: dict[str, list[str]]) -> list[str | None]:
+    def input_gradient(self, d_pre: str, w: str) -> str | None:
+        """One direction's share of X's gradient from its gate-preactivation gradients."""
+        return self.em.do("MatMul", d_pre, w) if self.em.needs(self.x) else None
+
+    def results(self, dxs: list[str | None], starts: dict[str, list[str]]) -> list[str | None]:
         em = self.em
-        dx = dxs[0] if len(dxs) == 1 else em.do("Sum", *dxs)
         grads: list[str | None] = [None] * len(self.node.input)
-        grads[0] = dx
+        if dxs[0] is not None:
+            grads[0] = dxs[0] if len(dxs) == 1 else em.do("Sum", *dxs)
         for k, at in (("initial_h", 5), ("initial_c", 6)):
-            if k in starts and len(self.node.input) > at and self.node.input[at]:
+            if k in starts and len(self.node.input) > at and em.needs(self.node.input[at]):
                 per_dir = [em.do("Unsqueeze", s, em.const([0])) for s in starts[k]]
                 stacked = per_dir[0] if len(per_dir) == 1 else em.do("Concat", *per_dir, axis=0)
                 grads[at] = stacked
         return grads
-
-
-def op_name(node: onnx.NodeProto) -> str:
-    return node.op_type.lower()
 
 
 def _bias(em: Emitter, b: str | None, gates: int, hidden: int) -> tuple[str | None, str | None]:
@@ -209,6 +210,8 @@ def _affine(em: Emitter, t: str, m: str, bias: str | None) -> str:
 
 @rule("LSTM", inputs=(0, 5, 6))
 def lstm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Gates i, o, f (sigmoid) and cand (tanh) of x W^T + h_prev R^T + Wb + Rb, stacked in
+    that order; c = f * c_prev + i * cand, h = o * tanh(c)."""
     rec = Recurrence(node, grads, em, LSTM_INPUTS)
     x, hidden, elem = rec.x, rec.hidden, em.dtype(rec.x)
     dxs, starts = [], {"initial_h": [], "initial_c": []}
@@ -244,7 +247,7 @@ def lstm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str
         dc_prev = body.do("Mul", dcell, forget)
         dh0, dc0, d_pres = scan(em, body.graph([dh_prev, dc_prev, d_pre]), [v["gh"], v["gc"]],
                                 [v["gy"], to_cell, slopes, f], 1, not back)
-        dxs.append(em.do("MatMul", d_pres, v["w"]))
+        dxs.append(rec.input_gradient(d_pres, v["w"]))
         starts["initial_h"].append(dh0)
         starts["initial_c"].append(dc0)
     return rec.results(dxs, starts)
@@ -252,6 +255,9 @@ def lstm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str
 
 @rule("GRU", inputs=(0, 5))
 def gru(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Gates z, r (sigmoid) and cand (tanh), stacked in that order; h = (1 - z) * cand +
+    z * h_prev. cand's recurrent term is (r * h_prev) Rh^T + Rbh, or r * (h_prev Rh^T + Rbh)
+    with linear_before_reset."""
     rec = Recurrence(node, grads, em, GRU_INPUTS)
     x, hidden, elem = rec.x, rec.hidden, em.dtype(rec.x)
     before_reset = attribute(node, "linear_before_reset", 0)
@@ -262,8 +268,8 @@ def gru(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str 
         h_prev = v["h_prev"]
         from_x = _affine(em, x, v["w"], wb)
         from_h = _affine(em, h_prev, v["r"], rb)
-        z = em.do("Sigmoid", em.do("Add", _part(em, from_x, 0, hidden), _part(em, from_h, 0, hidden)))
-        r = em.do("Sigmoid", em.do("Add", _part(em, from_x, 1, hidden), _part(em, from_h, 1, hidden)))
+        z, r = (em.do("Sigmoid", em.do("Add", _part(em, from_x, k, hidden),
+                                       _part(em, from_h, k, hidden))) for k in (0, 1))
         r_h = _part(em, v["r"], 2, hidden, axis=0)                       # [H, H]
         if before_reset:
             linear = _part(em, from_h, 2, hidden)                          # h_prev Rh^T + Rbh
@@ -281,22 +287,22 @@ def gru(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str 
         gy, zz, rr, zs, cs, rs = (body.input(n) for n in ("gy", "z", "r", "z_slope",
                                                            "cand_slope", "r_slope"))
         dh_all = body.do("Add", dh, gy)
-        dz, dc = body.do("Mul", dh_all, zs), body.do("Mul", dh_all, cs)
+        dz, dcand = body.do("Mul", dh_all, zs), body.do("Mul", dh_all, cs)
         carry = body.do("Mul", dh_all, zz)
         if before_reset:
-            dr = body.do("Mul", dc, rs)
-            d_lin = body.do("Mul", dc, rr)
+            dr = body.do("Mul", dcand, rs)
+            d_lin = body.do("Mul", dcand, rr)
             back_h = body.do("MatMul", body.do("Concat", dz, dr, d_lin, axis=-1), v["r"])
             dh_prev = body.do("Add", carry, back_h)
         else:
-            d_rh = body.do("MatMul", dc, r_h)                               # d(r * h_prev)
+            d_rh = body.do("MatMul", dcand, r_h)                               # d(r * h_prev)
             dr = body.do("Mul", d_rh, rs)
             r_zr = _part(em, v["r"], 0, 2 * hidden, axis=0)                  # [2H, H]
             back_h = body.do("MatMul", body.do("Concat", dz, dr, axis=-1), r_zr)
             dh_prev = body.do("Add", body.do("Add", carry, back_h), body.do("Mul", d_rh, rr))
-        d_pre = body.do("Concat", dz, dr, dc, axis=-1)
+        d_pre = body.do("Concat", dz, dr, dcand, axis=-1)
         dh0, d_pres = scan(em, body.graph([dh_prev, d_pre]), [v["gh"]],
                            [v["gy"], z, r, z_slope, cand_slope, r_slope], 1, not back)
-        dxs.append(em.do("MatMul", d_pres, v["w"]))
+        dxs.append(rec.input_gradient(d_pres, v["w"]))
         starts["initial_h"].append(dh0)
     return rec.results(dxs, starts)
