@@ -9,6 +9,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 Dims = list[int | str | None]
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
+                         TensorProto.BFLOAT16})
 
 
 class Emitter:
@@ -70,6 +72,12 @@ class Emitter:
         elem = self.types.get(tensor, (0, None))[0]
         return elem or TensorProto.FLOAT
 
+    def grad_dtype(self, tensor: str) -> int:
+        """Element type of the gradient of `tensor`: its own, or float for an integer tensor (a
+        quantized value's gradient is a float, see rules/quantized.py)."""
+        elem = self.dtype(tensor)
+        return elem if elem in FLOAT_TYPES else TensorProto.FLOAT
+
     def dims(self, tensor: str) -> Dims | None:
         return self.types.get(tensor, (0, None))[1]
 
@@ -78,8 +86,8 @@ class Emitter:
         return None if dims is None else len(dims)
 
     def scalar(self, value: float, like: str) -> str:
-        """A scalar constant of the element type of `like`."""
-        np_type = helper.tensor_dtype_to_np_dtype(self.dtype(like))
+        """A scalar constant of the element type of `like`'s gradient."""
+        np_type = helper.tensor_dtype_to_np_dtype(self.grad_dtype(like))
         return self.const(value, dtype=np_type)
 
     def shape(self, tensor: str, start: int | None = None, end: int | None = None) -> str:
@@ -94,11 +102,13 @@ class Emitter:
         return self.do("ConstantOfShape", self.shape(like), value=zero)
 
     def cast_like(self, x: str, like: str) -> str:
-        return self.do("CastLike", x, like) if self.opset >= 15 else self.do(
-            "Cast", x, to=self.dtype(like))
+        """`x` in the element type of `like`'s gradient (float for an integer `like`)."""
+        if self.opset >= 15 and self.dtype(like) in FLOAT_TYPES:
+            return self.do("CastLike", x, like)
+        return self.do("Cast", x, to=self.grad_dtype(like))
 
     def where(self, mask: str, g: str, like: str) -> str:
-        """g where mask holds, else zero (of the element type of forward tensor `like`)."""
+        """g where mask holds, else zero (of the element type of `like`'s gradient)."""
         return self.do("Where", mask, g, self.scalar(0.0, like))
 
     def reduce_sum(self, x: str, axes: Sequence[int] | str, keepdims: int = 1) -> str:

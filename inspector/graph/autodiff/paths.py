@@ -9,11 +9,17 @@ import onnx
 from onnx import TensorProto
 
 from ...errors import InvalidArgument
+from .emitter import FLOAT_TYPES
 from .registry import differentiable_inputs
 
-FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
-# Straight-through ops: their integer outputs still carry a gradient.
-STRAIGHT_THROUGH = {"QuantizeLinear", "DynamicQuantizeLinear"}
+# Quantizers and quantized kernels: their integer outputs still carry a gradient (a float, see
+# rules/quantized.py); so does an integer output of a layout op (Flatten, MaxPool, ...) whose
+# input carried one and whose element type it keeps.
+STRAIGHT_THROUGH = frozenset({
+    "QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+    "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+    "QLinearAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu",
+})
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,23 @@ def check_names(graph: onnx.GraphProto, start: str, wrt: Sequence[str]) -> None:
 
 def find_path(graph: onnx.GraphProto, start: str, wrt: Sequence[str],
               types: dict[str, tuple[int, object]]) -> Path:
-    """Nodes between `wrt` and `start` through differentiable float inputs."""
+    """Nodes between `wrt` and `start` through differentiable float (or quantized) inputs."""
+    for w in wrt:
+        elem = types.get(w, (0, None))[0]
+        if elem and elem not in FLOAT_TYPES:
+            raise InvalidArgument(
+                f"The wrt tensor '{w}' holds {TensorProto.DataType.Name(elem).lower()} values; "
+                "gradients are taken with respect to float tensors (a float model input, or the "
+                "output of a DequantizeLinear node).", field="wrt")
     reached = set(wrt)
     for node in graph.node:
-        if any(node.input[i] in reached for i in differentiable_inputs(node)):
+        live = {types.get(node.input[i], (0, None))[0] for i in differentiable_inputs(node)
+                if node.input[i] in reached}
+        if live:
             for out in node.output:
                 elem = types.get(out, (0, None))[0]
-                if out and (not elem or elem in FLOAT_TYPES or node.op_type in STRAIGHT_THROUGH):
+                if out and (not elem or elem in FLOAT_TYPES or elem in live
+                            or node.op_type in STRAIGHT_THROUGH):
                     reached.add(out)
     upstream = {start}
     for node in reversed(graph.node):

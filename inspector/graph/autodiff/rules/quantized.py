@@ -1,0 +1,330 @@
+"""Quantized ops, by the straight-through estimator (STE): rounding counts as the identity.
+
+The gradient of an integer tensor q is d/dq, q read as a real number (a float tensor in the
+backward graph). With deq = (q - zero_point) * scale that is scale * d/d(deq), so
+QuantizeLinear divides by its scale, DequantizeLinear multiplies by it, and a
+QuantizeLinear -> DequantizeLinear pair passes the gradient unchanged. Saturation is not
+rounding: where QuantizeLinear (or a QLinear kernel's output) clips to its type's range the
+gradient is zero, which is also how a Relu fused into the output range acts.
+
+A quantized kernel (QLinearConv, ConvInteger, QLinearMatMul, QGemm, ...) is differentiated as
+the float op on dequantized operands: its weights are dequantized (at build time when fixed),
+and the float op's own rule from conv.py, matmul.py, pooling.py, ... runs on a stand-in node.
+QuantizeLinear / DequantizeLinear are registered here too (replacing the plain pass-through in
+elementwise.py, which is imported first so the order of rules/__init__.py does not matter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..emitter import Emitter
+from ..registry import RULES, attribute, rule
+
+# The float rules used on stand-in nodes; elementwise must register before the Q/DQ rules here.
+from . import activations, conv, elementwise, matmul, pooling, shape_ops  # noqa: F401
+
+INT_RANGES = {
+    TensorProto.UINT8: (0, 255), TensorProto.INT8: (-128, 127),
+    TensorProto.UINT16: (0, 65535), TensorProto.INT16: (-32768, 32767),
+}
+
+
+def _input(node: onnx.NodeProto, i: int) -> str:
+    return node.input[i] if i < len(node.input) else ""
+
+
+def _axis_shape(axis: int, rank: int) -> list[int]:
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return shape
+
+
+def _param(em: Emitter, name: str, rank: int | None = None, axis: int | None = None) -> str:
+    """A scale or zero point as float, shaped to broadcast against a rank-`rank` tensor along
+    `axis` when it holds one value per slice (scalars and size-1 tensors stay as they are)."""
+    key = ("quant_param", name, rank, axis)
+    if key in em.derived:
+        return em.derived[key]
+    value = em.constant(name)
+    if value is not None:
+        value = value.astype(np.float32)
+        if value.size > 1 and rank is not None and axis is not None:
+            value = value.reshape(_axis_shape(axis, rank))
+        em.derived[key] = em.const(value, dtype=np.float32)
+        return em.derived[key]
+    dims = em.dims(name)
+    out = em.do("Cast", name, to=TensorProto.FLOAT)
+    if rank is not None and axis is not None and (dims is None or len(dims) == 1 and dims[0] != 1):
+        out = em.do("Reshape", out, em.const(_axis_shape(axis, rank)))
+    em.derived[key] = out
+    return out
+
+
+def _register(em: Emitter, name: str, dims, like: str = "") -> str:
+    """Give a backward tensor a float type and dims; it needs a gradient where `like` does."""
+    em.types[name] = (TensorProto.FLOAT, None if dims is None else list(dims))
+    if like and em.needs(like):
+        em.needs_grad.add(name)
+    return name
+
+
+def _real(em: Emitter, q: str, scale: str, zero: str, axis: int = 1) -> str:
+    """(q - zero) * scale as a float tensor (scale "" means 1, zero "" means 0): a constant
+    computed at build time when q, scale and zero are fixed, otherwise computed at run time."""
+    key = ("dequantized", q, scale, zero, axis)
+    if key in em.derived:
+        return em.derived[key]
+    dims = em.dims(q)
+    rank = None if dims is None else len(dims)
+    fixed = [em.constant(t) if t else np.zeros((), np.float32) for t in (q, zero)]
+    s_value = em.constant(scale) if scale else np.ones((), np.float32)
+    if all(v is not None for v in (*fixed, s_value)):
+        value, zp = fixed[0].astype(np.float32), fixed[1].astype(np.float32)
+        s_value = s_value.astype(np.float32)
+        if value.ndim:
+            zp = zp.reshape(_axis_shape(axis, value.ndim)) if zp.size > 1 else zp
+            s_value = s_value.reshape(_axis_shape(axis, value.ndim)) if s_value.size > 1 else s_value
+        name = em.const(((value - zp) * s_value).astype(np.float32), dtype=np.float32)
+        em.constants[name] = em.initializers[-1]
+        em.derived["dequantized_const", name] = name
+        dims = list(value.shape)
+    else:
+        name = em.do("Cast", q, to=TensorProto.FLOAT)
+        if zero:
+            name = em.do("Sub", name, _param(em, zero, rank, axis))
+        if scale:
+            name = em.do("Mul", name, _param(em, scale, rank, axis))
+    em.derived[key] = _register(em, name, dims, like=q)
+    return em.derived[key]
+
+
+def _unsaturated(em: Emitter, g: str, y: str, zero: str) -> str:
+    """g where the quantized y is strictly inside its type's range, else 0 (the type is y's,
+    else its zero point's; uint8 when neither is known, as QuantizeLinear defaults to)."""
+    elem = em.types.get(y, (0, None))[0] or (
+        em.types.get(zero, (0, None))[0] if zero else TensorProto.UINT8)
+    bounds = INT_RANGES.get(elem)
+    if bounds is None:
+        return g
+    level = em.do("Cast", y, to=TensorProto.FLOAT)
+    inside = em.do("And", em.do("Greater", level, em.const(float(bounds[0]), dtype=np.float32)),
+                   em.do("Less", level, em.const(float(bounds[1]), dtype=np.float32)))
+    return em.do("Where", inside, g, em.const(0.0, dtype=np.float32))
+
+
+def _output_grad(em: Emitter, g: str, y: str, y_scale: str, y_zero: str) -> str:
+    """d/d(dequantized y) from d/dy: zero where y saturated, else divided by y's scale."""
+    g = _unsaturated(em, g, y, y_zero)
+    return em.do("Div", g, _param(em, y_scale)) if y_scale else g
+
+
+def _input_grad(em: Emitter, g: str | None, x: str, scale: str, axis: int = 1) -> str | None:
+    """d/dx from d/d(dequantized x): times x's scale (None stays None, as does a wrt not needed)."""
+    if g is None or not em.needs(x):
+        return None
+    return em.do("Mul", g, _param(em, scale, em.rank(x), axis))
+
+
+def _stand_in(op_type: str, node: onnx.NodeProto, inputs: Sequence[str], em: Emitter,
+              drop: Sequence[str] = (), **attrs) -> onnx.NodeProto:
+    """A float node with node's attributes (minus `drop`) on dequantized inputs."""
+    fake = helper.make_node(op_type, list(inputs), [em.fresh(f"{node.output[0]}_float")],
+                            name=node.name, **attrs)
+    fake.attribute.extend(a for a in node.attribute if a.name not in drop and a.name not in attrs)
+    return fake
+
+
+def _float_rule(op_type: str, fake: onnx.NodeProto, g: str, em: Emitter) -> list[str | None]:
+    """The float rule of `op_type` on the stand-in; a dequantized weight it did not use directly
+    (the Conv rule flips its own copy) is dropped again."""
+    grads = RULES[op_type].vjp(fake, [g], em)
+    _drop_unused(em, fake.input)
+    return grads
+
+
+def _drop_unused(em: Emitter, names: Sequence[str]) -> None:
+    """Remove the build-time dequantized constants among `names` no backward node reads."""
+    used = {i for n in em.nodes for i in n.input}
+    for name in names:
+        key = ("dequantized_const", name)
+        if key in em.derived and name not in used:
+            em.initializers[:] = [t for t in em.initializers if t.name != name]
+            for stale in [k for k, v in em.derived.items() if v == name]:
+                del em.derived[stale]  # the next user makes (and maybe keeps) a fresh copy
+
+
+# --- quantizers -------------------------------------------------------------------------------
+
+
+@rule("QuantizeLinear")
+def quantize_linear(node: onnx.NodeProto, grads: list[str | None],
+                    em: Emitter) -> list[str | None]:
+    """y = saturate(round(x / scale) + zero_point): d/dx = d/dy / scale inside the range, else 0."""
+    if attribute(node, "block_size", 0):
+        raise NotImplementedError("blocked quantization (block_size)")
+    x, y, scale = node.input[0], node.output[0], node.input[1]
+    g = _unsaturated(em, grads[0], y, _input(node, 2))
+    g = em.do("Div", g, _param(em, scale, em.rank(x), attribute(node, "axis", 1)))
+    return [em.cast_like(g, x)]
+
+
+@rule("DequantizeLinear")
+def dequantize_linear(node: onnx.NodeProto, grads: list[str | None],
+                      em: Emitter) -> list[str | None]:
+    """y = (x - zero_point) * scale: d/dx = d/dy * scale."""
+    if attribute(node, "block_size", 0):
+        raise NotImplementedError("blocked quantization (block_size)")
+    x = node.input[0]
+    return [em.do("Mul", grads[0], _param(em, node.input[1], em.rank(x),
+                                          attribute(node, "axis", 1)))]
+
+
+@rule("DynamicQuantizeLinear")
+def dynamic_quantize_linear(node: onnx.NodeProto, grads: list[str | None],
+                            em: Emitter) -> list[str | None]:
+    """y = round(x / scale) + zero_point with the range covering x: d/dx = d/dy / scale.
+
+    The scale and zero point count as constants (the STE); gradients reaching them are dropped.
+    """
+    if grads[0] is None:
+        return [None]
+    return [em.do("Div", grads[0], node.output[1])]
+
+
+# --- convolutions and products -----------------------------------------------------------------
+
+CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+@rule("QLinearConv")
+def qlinear_conv(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """Conv on dequantized x and w (w per output channel along axis 0); bias needs no gradient."""
+    x, xs, xz, w, ws, wz, ys, yz = (_input(node, i) for i in range(8))
+    g = _output_grad(em, grads[0], node.output[0], ys, yz)
+    fake = _stand_in("Conv", node, [_real(em, x, xs, xz), _real(em, w, ws, wz, axis=0)], em)
+    return [_input_grad(em, _float_rule("Conv", fake, g, em)[0], x, xs)]
+
+
+@rule("ConvInteger")
+def conv_integer(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """y = conv(x - x_zero, w - w_zero) exactly, in integers: the Conv rule with w - w_zero."""
+    x, w, xz, wz = (_input(node, i) for i in range(4))
+    fake = _stand_in("Conv", node, [_real(em, x, "", xz), _real(em, w, "", wz, axis=0)], em)
+    return [_float_rule("Conv", fake, grads[0], em)[0]]
+
+
+def _product(op: str, node: onnx.NodeProto, g: str, em: Emitter,
+             a: tuple[str, str, str, int], b: tuple[str, str, str, int],
+             **attrs) -> list[str | None]:
+    """(grad a, grad b) of a MatMul/Gemm on dequantized operands, each times its own scale."""
+    a_real, b_real = _real(em, *a), _real(em, *b)
+    fixed = em.constant(b_real)
+    if op == "MatMul" and not em.needs(b[0]) and fixed is not None and fixed.ndim == 2:
+        # the usual weight: g @ b^T whatever a's rank (often unknown after contrib ops)
+        key = ("transposed", b_real)
+        if key not in em.derived:
+            em.derived[key] = em.const(np.ascontiguousarray(fixed.T), dtype=np.float32)
+        _drop_unused(em, [a_real, b_real])
+        return [_scaled(em, em.do("MatMul", g, em.derived[key]), a), None]
+    fake = _stand_in(op, node, [a_real, b_real], em, drop=tuple(attrs) + ("channels_last",),
+                     **attrs)
+    ga, gb = _float_rule(op, fake, g, em)[:2]
+    return [_scaled(em, ga, a), _scaled(em, gb, b)]
+
+
+def _scaled(em: Emitter, g: str | None, operand: tuple[str, str, str, int]) -> str | None:
+    q, scale, _, axis = operand
+    if g is None or not em.needs(q):
+        return None
+    return em.do("Mul", g, _param(em, scale, em.rank(q), axis)) if scale else g
+
+
+@rule("MatMulInteger", inputs=(0, 1))
+def matmul_integer(node: onnx.NodeProto, grads: list[str | None],
+                   em: Emitter) -> list[str | None]:
+    """y = (a - a_zero) @ (b - b_zero): a_zero is per row of a, b_zero per column of b."""
+    a, b, az, bz = (_input(node, i) for i in range(4))
+    return _product("MatMul", node, grads[0], em, (a, "", az, -2), (b, "", bz, -1))
+
+
+@rule("QLinearMatMul", inputs=(0, 3))
+def qlinear_matmul(node: onnx.NodeProto, grads: list[str | None],
+                   em: Emitter) -> list[str | None]:
+    a, as_, az, b, bs, bz, ys, yz = (_input(node, i) for i in range(8))
+    g = _output_grad(em, grads[0], node.output[0], ys, yz)
+    ga, gb = _product("MatMul", node, g, em, (a, as_, az, -2), (b, bs, bz, -1))
+    return [ga, None, None, gb]
+
+
+@rule("QGemm", inputs=(0, 3))
+def qgemm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """com.microsoft QGemm: alpha * A' B' + C; a float output when y_scale is omitted."""
+    a, as_, az, b, bs, bz, _, ys, yz = (_input(node, i) for i in range(9))
+    g = _output_grad(em, grads[0], node.output[0], ys, yz) if ys else grads[0]
+    trans_b = attribute(node, "transB", 0)
+    ga, gb = _product("Gemm", node, g, em, (a, as_, az, 1 if attribute(node, "transA", 0) else 0),
+                      (b, bs, bz, 0 if trans_b else 1))
+    return [ga, None, None, gb]
+
+
+# --- pointwise, pooling, concatenation (com.microsoft) -----------------------------------------
+
+
+@rule("QLinearAdd", "QLinearMul", inputs=(0, 3))
+def qlinear_binary(node: onnx.NodeProto, grads: list[str | None],
+                   em: Emitter) -> list[str | None]:
+    a, as_, az, b, bs, bz, ys, yz = (_input(node, i) for i in range(8))
+    g = _output_grad(em, grads[0], node.output[0], ys, yz)
+    y = node.output[0]
+    ga = gb = None
+    if em.needs(a):
+        part = g if node.op_type == "QLinearAdd" else em.do("Mul", g, _real(em, b, bs, bz))
+        ga = _input_grad(em, em.unbroadcast(part, a, y), a, as_)
+    if em.needs(b):
+        part = g if node.op_type == "QLinearAdd" else em.do("Mul", g, _real(em, a, as_, az))
+        gb = _input_grad(em, em.unbroadcast(part, b, y), b, bs)
+    return [ga, None, None, gb]
+
+
+UNARY = {"QLinearGlobalAveragePool": "GlobalAveragePool", "QLinearAveragePool": "AveragePool",
+         "QLinearSigmoid": "Sigmoid", "QLinearLeakyRelu": "LeakyRelu"}
+
+
+@rule(*UNARY)
+def qlinear_unary(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """(X, x_scale, x_zero, Y_scale, Y_zero): the float op's rule on dequantized X."""
+    if attribute(node, "channels_last", 0):
+        raise NotImplementedError("channels_last layout")
+    x, xs, xz, ys, yz = (_input(node, i) for i in range(5))
+    g = _output_grad(em, grads[0], node.output[0], ys, yz)
+    fake = _stand_in(UNARY[node.op_type], node, [_real(em, x, xs, xz)], em,
+                     drop=("channels_last",))
+    return [_input_grad(em, _float_rule(UNARY[node.op_type], fake, g, em)[0], x, xs)]
+
+
+@rule("QLinearConcat", inputs=None)
+def qlinear_concat(node: onnx.NodeProto, grads: list[str | None],
+                   em: Emitter) -> list[str | None]:
+    """(Y_scale, Y_zero, X0, x0_scale, x0_zero, X1, ...): split d/d(dequantized Y) back."""
+    ys, yz = node.input[0], node.input[1]
+    triples = [tuple(node.input[i:i + 3]) for i in range(2, len(node.input), 3)]
+    g = _output_grad(em, grads[0], node.output[0], ys, yz)
+    reals = [_real(em, x, s, z) for x, s, z in triples]
+    axis = attribute(node, "axis", 0)
+    if axis < 0:
+        rank = em.rank(reals[0])
+        if rank is None:
+            raise NotImplementedError("a negative axis needs a known rank")
+        axis += rank
+    fake = _stand_in("Concat", node, reals, em, drop=("axis",), axis=axis)
+    parts = _float_rule("Concat", fake, g, em)
+    out: list[str | None] = [None, None]
+    for (x, s, _), part in zip(triples, parts, strict=True):
+        out += [_input_grad(em, part, x, s), None, None]
+    return out
+
