@@ -180,3 +180,30 @@ def test_methods_on_a_fixed_batch_model_equal_the_symbolic_model(name, params, n
                                    atol=1e-4 * max(1.0, float(np.abs(want.attribution).max())))
     np.testing.assert_allclose(got.score, want.score, rtol=1e-4, atol=1e-5)
     assert fixed.batch_freed is (True if free else None)  # every method ran batches beyond 1
+
+
+def _leaves(d, path=""):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _leaves(v, f"{path}/{k}")
+    elif isinstance(d, list | tuple):
+        for i, v in enumerate(d):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, d
+
+
+@pytest.mark.parametrize("batch,free", [(1, True), (1, False), (5, False)])
+def test_an_audit_of_a_fixed_batch_model_equals_the_symbolic_model(batch, free):
+    from inspector.audit.audit import audit_model
+
+    x = images(12, seed=7)
+    want = dict(_leaves(audit_model(OrtModelAccess(small_cnn(seed=1)), [x[:7], x[7:]])))
+    got = dict(_leaves(audit_model(OrtModelAccess(small_cnn(seed=1, batch_dim=batch), free_batch=free),
+                                   [x[:7], x[7:]])))  # 7 = 5 + 2 padded to 5
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        if isinstance(v, float):
+            assert got[k] == pytest.approx(v, rel=1e-3, abs=1e-4, nan_ok=True), k
+        else:
+            assert got[k] == v, k
