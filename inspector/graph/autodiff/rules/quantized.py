@@ -103,12 +103,16 @@ def _real(em: Emitter, q: str, scale: str, zero: str, axis: int = 1) -> str:
     return em.derived[key]
 
 
-def _unsaturated(em: Emitter, g: str, y: str, zero: str) -> str:
-    """g where the quantized y is strictly inside its type's range, else 0 (the type is y's,
-    else its zero point's; uint8 when neither is known, as QuantizeLinear defaults to)."""
-    elem = em.types.get(y, (0, None))[0] or (
+def _quantized_type(em: Emitter, y: str, zero: str) -> int:
+    """The element type of quantized y: its own, else its zero point's, else uint8 (the
+    QuantizeLinear default)."""
+    return em.types.get(y, (0, None))[0] or (
         em.types.get(zero, (0, None))[0] if zero else TensorProto.UINT8)
-    bounds = INT_RANGES.get(elem)
+
+
+def _unsaturated(em: Emitter, g: str, y: str, zero: str) -> str:
+    """g where the quantized y is strictly inside its type's range, else 0."""
+    bounds = INT_RANGES.get(_quantized_type(em, y, zero))
     if bounds is None:
         return g
     level = em.do("Cast", y, to=TensorProto.FLOAT)
@@ -167,9 +171,18 @@ def quantize_linear(node: onnx.NodeProto, grads: list[str | None],
     """y = saturate(round(x / scale) + zero_point): d/dx = d/dy / scale inside the range, else 0."""
     if attribute(node, "block_size", 0):
         raise NotImplementedError("blocked quantization (block_size)")
-    x, y, scale = node.input[0], node.output[0], node.input[1]
-    g = _unsaturated(em, grads[0], y, _input(node, 2))
-    g = em.do("Div", g, _param(em, scale, em.rank(x), attribute(node, "axis", 1)))
+    x, y, scale, zero = node.input[0], node.output[0], node.input[1], _input(node, 2)
+    rank, axis = em.rank(x), attribute(node, "axis", 1)
+    g = em.do("Div", grads[0], _param(em, scale, rank, axis))
+    bounds = INT_RANGES.get(_quantized_type(em, y, zero))
+    if bounds is not None:  # x within the clip bounds (bounds - zero) * scale, both included
+        s = _param(em, scale, rank, axis)
+        levels = [em.const(float(b), dtype=np.float32) for b in bounds]
+        if zero:
+            levels = [em.do("Sub", v, _param(em, zero, rank, axis)) for v in levels]
+        low, high = (em.cast_like(em.do("Mul", v, s), x) for v in levels)
+        inside = em.do("And", em.do("GreaterOrEqual", x, low), em.do("LessOrEqual", x, high))
+        g = em.do("Where", inside, g, em.const(0.0, dtype=np.float32))
     return [em.cast_like(g, x)]
 
 
@@ -328,3 +341,43 @@ def qlinear_concat(node: onnx.NodeProto, grads: list[str | None],
         out += [_input_grad(em, part, x, s), None, None]
     return out
 
+
+
+# --- recurrent (com.microsoft) -----------------------------------------------------------------
+
+LSTM_ATTRS = ("activation_alpha", "activation_beta", "activations", "clip", "direction",
+              "hidden_size", "input_forget")
+
+
+def _lstm_weight(em: Emitter, q: str, scale: str, zero: str) -> str:
+    """W [D, I, 4H] (or R [D, H, 4H]) dequantized with per-direction or per-column scales and
+    transposed to the LSTM layout [D, 4H, I]; fixed weights only."""
+    value, s = em.constant(q), em.constant(scale)
+    zp = em.constant(zero) if zero else np.zeros((), np.int32)
+    if value is None or s is None or zp is None:
+        raise NotImplementedError("DynamicQuantizeLSTM weights that are not constants")
+    shape = (value.shape[0], 1, -1)
+    real = (value.astype(np.float32) - zp.astype(np.float32).reshape(shape)) * s.astype(
+        np.float32).reshape(shape)
+    name = em.const(np.ascontiguousarray(real.transpose(0, 2, 1)), dtype=np.float32)
+    em.constants[name] = em.initializers[-1]
+    return _register(em, name, real.transpose(0, 2, 1).shape)
+
+
+@rule("DynamicQuantizeLSTM", inputs=(0, 5, 6))
+def dynamic_quantize_lstm(node: onnx.NodeProto, grads: list[str | None],
+                          em: Emitter) -> list[str | None]:
+    """com.microsoft DynamicQuantizeLSTM (X, W, R, B, sequence_lens, initial_h, initial_c, P,
+    W_scale, W_zero_point, R_scale, R_zero_point): the LSTM rule on dequantized W and R."""
+    if "LSTM" not in RULES:
+        raise NotImplementedError("there is no LSTM gradient rule")
+    x, w, r, *rest = (_input(node, i) for i in range(8))
+    w_real = _lstm_weight(em, w, _input(node, 8), _input(node, 9))
+    r_real = _lstm_weight(em, r, _input(node, 10), _input(node, 11))
+    inputs = [x, w_real, r_real, *rest]
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    fake = helper.make_node("LSTM", inputs, list(node.output), name=node.name)
+    fake.attribute.extend(a for a in node.attribute if a.name in LSTM_ATTRS)
+    found = RULES["LSTM"].vjp(fake, grads, em)
+    return [*found, *[None] * (12 - len(found))][:12]
