@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     matmul,
     normalization,
     pooling,
+    quantized,
     recurrent,
     reduce,
     resize,
