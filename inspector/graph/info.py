@@ -18,6 +18,11 @@ from inspector.graph.constants import Constants
 log = logging.getLogger(__name__)
 
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Quantized layers: op -> (weight input, bias input or None, the scale inputs the bias needs).
+QUANTIZED_WEIGHT_OPS = {
+    "QLinearConv": (3, 8, (1, 4)), "QGemm": (3, 6, (1, 4)), "QLinearMatMul": (3, None, ()),
+    "ConvInteger": (1, None, ()), "MatMulInteger": (1, None, ()),
+}
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,15 @@ def _layer(name: str, node: onnx.NodeProto, infos: dict[str, onnx.ValueInfoProto
 
 
 def weight_inputs(node: onnx.NodeProto, consts: Constants) -> list[str]:
-    """The node's constant weight input then its bias input (only for Conv/ConvTranspose/Gemm/MatMul)."""
+    """The node's constant weight input then its bias input (Conv/ConvTranspose/Gemm/MatMul and
+    the quantized QLinearConv/QGemm/QLinearMatMul/ConvInteger/MatMulInteger)."""
+    if node.op_type in QUANTIZED_WEIGHT_OPS:
+        w, b, needs = QUANTIZED_WEIGHT_OPS[node.op_type]
+        if w >= len(node.input) or not consts.root(node.input[w]):
+            return []
+        bias = [node.input[b]] if b is not None and b < len(node.input) and all(
+            i < len(node.input) and consts.root(node.input[i]) for i in (b, *needs)) else []
+        return [node.input[w], *bias]
     if node.op_type not in WEIGHT_OPS or len(node.input) < 2:
         return []
     if node.op_type == "MatMul":

@@ -143,7 +143,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("how, per_channel", [("qoperator", False), ("qoperator", True),
-                                              ("qdq", True), ("dynamic", False)])
+                                              ("qdq", True), ("dynamic", False), ("dynamic", True)])
 def test_linear_model_gets_the_dequantized_float_gradient_exactly(tmp_path, how, per_channel):
     model = linear_cnn()
     quantized = quantize(model, how, tmp_path, per_channel)
