@@ -171,9 +171,12 @@ def test_nonlinear_cnn_follows_the_float_gradient(tmp_path, how):
     assert 0.8 < np.linalg.norm(got) / np.linalg.norm(want) < 1.25
 
 
-def test_quantize_linear_clips_and_dequantize_scales():
+@pytest.mark.parametrize("fixed", [True, False])
+def test_quantize_linear_clips_and_dequantize_scales(fixed):
     """Q(scale 0.1, uint8 zero point 10) clips x to [-1, 24.5]; there d(DQ(Q(x)))/dx = 1, else 0.
-    Per-axis Q/DQ (axis 1, int8) scale each column by its own factor, which cancels."""
+    Per-axis Q/DQ (axis 1, int8) scale each column by its own factor, which cancels. Scales and
+    zero points as initializers (bounds folded at build time) or graph inputs (computed at run
+    time)."""
     x = np.array([[-3.0, -1.0, -0.5, 0.0, 7.3, 24.5, 24.6, 70.0]], np.float32)
     nodes = [N("QuantizeLinear", ["x", "s", "z"], ["q"]), N("DequantizeLinear", ["q", "s", "z"], ["y"]),
              N("QuantizeLinear", ["x", "sa", "za"], ["qa"], axis=1),
@@ -182,11 +185,17 @@ def test_quantize_linear_clips_and_dequantize_scales():
     inits = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.uint8(10), "z"),
              numpy_helper.from_array(np.full(8, 0.5, np.float32), "sa"),
              numpy_helper.from_array(np.zeros(8, np.int8), "za")]
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+    feeds = {"x": x}
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])]
+    if not fixed:
+        feeds.update({t.name: numpy_helper.to_array(t) for t in inits})
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
+        inits = []
+    graph = helper.make_graph(nodes, "qdq", inputs,
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     seed = np.arange(1, 9, dtype=np.float32)[None]
-    got = analytic(model, {"x": x}, "out", ["x"], seed, fetch=["q", "y"])
+    got = analytic(model, feeds, "out", ["x"], seed, fetch=["q", "y"])
     inside = np.array([0, 1, 1, 1, 1, 1, 0, 0], np.float32)        # first Q/DQ pair
     inside_axis = np.array([1, 1, 1, 1, 1, 1, 1, 0], np.float32)   # int8 at 0.5: [-64, 63.5]
     np.testing.assert_allclose(got["x"], seed * (inside + inside_axis), rtol=1e-6)

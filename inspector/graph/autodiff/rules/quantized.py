@@ -16,14 +16,16 @@ elementwise.py, which is imported first so the order of rules/__init__.py does n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..assemble import subgraph_inputs
 from ..emitter import Emitter
-from ..registry import RULES, attribute, rule
+from ..registry import RULES, VJP, attribute, rule
 
 # The float rules used on stand-in nodes; elementwise must register before the Q/DQ rules here.
 from . import activations, conv, elementwise, matmul, pooling, shape_ops  # noqa: F401
@@ -91,7 +93,6 @@ def _real(em: Emitter, q: str, scale: str, zero: str, axis: int = 1) -> str:
             s_value = s_value.reshape(_axis_shape(axis, value.ndim)) if s_value.size > 1 else s_value
         name = em.const(((value - zp) * s_value).astype(np.float32), dtype=np.float32)
         em.constants[name] = em.initializers[-1]
-        em.derived["dequantized_const", name] = name
         dims = list(value.shape)
     else:
         name = em.do("Cast", q, to=TensorProto.FLOAT)
@@ -144,28 +145,62 @@ def _stand_in(op_type: str, node: onnx.NodeProto, inputs: Sequence[str], em: Emi
 
 
 def _float_rule(op_type: str, fake: onnx.NodeProto, g: str, em: Emitter) -> list[str | None]:
-    """The float rule of `op_type` on the stand-in; a dequantized weight it did not use directly
-    (the Conv rule flips its own copy) is dropped again."""
-    grads = RULES[op_type].vjp(fake, [g], em)
-    _drop_unused(em, fake.input)
-    return grads
+    return RULES[op_type].vjp(fake, [g], em)
 
 
-def _drop_unused(em: Emitter, names: Sequence[str]) -> None:
-    """Remove the build-time dequantized constants among `names` no backward node reads."""
-    used = {i for n in em.nodes for i in n.input}
-    for name in names:
-        key = ("dequantized_const", name)
-        if key in em.derived and name not in used:
-            em.initializers[:] = [t for t in em.initializers if t.name != name]
-            for stale in [k for k, v in em.derived.items() if v == name]:
-                del em.derived[stale]  # the next user makes (and maybe keeps) a fresh copy
+def _tidy(vjp: VJP) -> VJP:
+    """Drop what `vjp` emitted that its gradients do not use: dequantized operands the float
+    rule only needed the shape of, or a weight the Conv rule flipped into its own copy."""
+
+    @functools.wraps(vjp)
+    def run(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+        nodes, inits = len(em.nodes), len(em.initializers)
+        found = vjp(node, grads, em)
+        needed = {g for g in found if g}
+        kept = []
+        for n in reversed(em.nodes[nodes:]):
+            if any(o in needed for o in n.output):
+                kept.append(n)
+                needed.update(n.input)
+                needed |= subgraph_inputs(n)
+        removed = {o for n in em.nodes[nodes:] for o in n.output} - {o for n in kept for o in n.output}
+        removed |= {t.name for t in em.initializers[inits:] if t.name not in needed}
+        em.nodes[nodes:] = kept[::-1]
+        em.initializers[inits:] = [t for t in em.initializers[inits:] if t.name in needed]
+        for key in [k for k, v in em.derived.items() if v in removed]:
+            del em.derived[key]  # a later rule makes its own
+        return found
+
+    return run
 
 
 # --- quantizers -------------------------------------------------------------------------------
 
 
+def _clip_bounds(em: Emitter, x: str, scale: str, zero: str, bounds: tuple[int, int],
+                 axis: int) -> tuple[str, str]:
+    """(lowest, highest) x QuantizeLinear does not clip: (bounds - zero) * scale, in x's type;
+    computed at build time when scale and zero point are fixed."""
+    rank = em.rank(x)
+    s = em.constant(scale)
+    z = em.constant(zero) if zero else np.zeros((), np.float32)
+    if s is not None and z is not None:
+        s, z = s.astype(np.float32), z.astype(np.float32)
+        if rank and max(s.size, z.size) > 1:
+            s, z = (v.reshape(_axis_shape(axis, rank)) if v.size > 1 else v for v in (s, z))
+        np_type = helper.tensor_dtype_to_np_dtype(em.grad_dtype(x))
+        low, high = ((b - z) * s for b in bounds)
+        return em.const(low, dtype=np_type), em.const(high, dtype=np_type)
+    levels = [em.const(float(b), dtype=np.float32) for b in bounds]
+    if zero:
+        levels = [em.do("Sub", v, _param(em, zero, rank, axis)) for v in levels]
+    s_name = _param(em, scale, rank, axis)
+    low, high = (em.cast_like(em.do("Mul", v, s_name), x) for v in levels)
+    return low, high
+
+
 @rule("QuantizeLinear")
+@_tidy
 def quantize_linear(node: onnx.NodeProto, grads: list[str | None],
                     em: Emitter) -> list[str | None]:
     """y = saturate(round(x / scale) + zero_point): d/dx = d/dy / scale inside the range, else 0."""
@@ -176,17 +211,14 @@ def quantize_linear(node: onnx.NodeProto, grads: list[str | None],
     g = em.do("Div", grads[0], _param(em, scale, rank, axis))
     bounds = INT_RANGES.get(_quantized_type(em, y, zero))
     if bounds is not None:  # x within the clip bounds (bounds - zero) * scale, both included
-        s = _param(em, scale, rank, axis)
-        levels = [em.const(float(b), dtype=np.float32) for b in bounds]
-        if zero:
-            levels = [em.do("Sub", v, _param(em, zero, rank, axis)) for v in levels]
-        low, high = (em.cast_like(em.do("Mul", v, s), x) for v in levels)
+        low, high = _clip_bounds(em, x, scale, zero, bounds, axis)
         inside = em.do("And", em.do("GreaterOrEqual", x, low), em.do("LessOrEqual", x, high))
         g = em.do("Where", inside, g, em.const(0.0, dtype=np.float32))
     return [em.cast_like(g, x)]
 
 
 @rule("DequantizeLinear")
+@_tidy
 def dequantize_linear(node: onnx.NodeProto, grads: list[str | None],
                       em: Emitter) -> list[str | None]:
     """y = (x - zero_point) * scale: d/dx = d/dy * scale."""
@@ -198,6 +230,7 @@ def dequantize_linear(node: onnx.NodeProto, grads: list[str | None],
 
 
 @rule("DynamicQuantizeLinear")
+@_tidy
 def dynamic_quantize_linear(node: onnx.NodeProto, grads: list[str | None],
                             em: Emitter) -> list[str | None]:
     """y = round(x / scale) + zero_point with the range covering x: d/dx = d/dy / scale.
@@ -215,6 +248,7 @@ CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides
 
 
 @rule("QLinearConv")
+@_tidy
 def qlinear_conv(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     """Conv on dequantized x and w (w per output channel along axis 0); bias needs no gradient."""
     x, xs, xz, w, ws, wz, ys, yz = (_input(node, i) for i in range(8))
@@ -224,6 +258,7 @@ def qlinear_conv(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> 
 
 
 @rule("ConvInteger")
+@_tidy
 def conv_integer(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     """y = conv(x - x_zero, w - w_zero) exactly, in integers: the Conv rule with w - w_zero."""
     x, w, xz, wz = (_input(node, i) for i in range(4))
@@ -242,7 +277,6 @@ def _product(op: str, node: onnx.NodeProto, g: str, em: Emitter,
         key = ("transposed", b_real)
         if key not in em.derived:
             em.derived[key] = em.const(np.ascontiguousarray(fixed.T), dtype=np.float32)
-        _drop_unused(em, [a_real, b_real])
         return [_scaled(em, em.do("MatMul", g, em.derived[key]), a), None]
     fake = _stand_in(op, node, [a_real, b_real], em, drop=tuple(attrs) + ("channels_last",),
                      **attrs)
@@ -258,6 +292,7 @@ def _scaled(em: Emitter, g: str | None, operand: tuple[str, str, str, int]) -> s
 
 
 @rule("MatMulInteger", inputs=(0, 1))
+@_tidy
 def matmul_integer(node: onnx.NodeProto, grads: list[str | None],
                    em: Emitter) -> list[str | None]:
     """y = (a - a_zero) @ (b - b_zero): a_zero is per row of a, b_zero per column of b."""
@@ -266,6 +301,7 @@ def matmul_integer(node: onnx.NodeProto, grads: list[str | None],
 
 
 @rule("QLinearMatMul", inputs=(0, 3))
+@_tidy
 def qlinear_matmul(node: onnx.NodeProto, grads: list[str | None],
                    em: Emitter) -> list[str | None]:
     a, as_, az, b, bs, bz, ys, yz = (_input(node, i) for i in range(8))
@@ -275,6 +311,7 @@ def qlinear_matmul(node: onnx.NodeProto, grads: list[str | None],
 
 
 @rule("QGemm", inputs=(0, 3))
+@_tidy
 def qgemm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     """com.microsoft QGemm: alpha * A' B' + C; a float output when y_scale is omitted."""
     a, as_, az, b, bs, bz, _, ys, yz = (_input(node, i) for i in range(9))
@@ -289,6 +326,7 @@ def qgemm(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[st
 
 
 @rule("QLinearAdd", "QLinearMul", inputs=(0, 3))
+@_tidy
 def qlinear_binary(node: onnx.NodeProto, grads: list[str | None],
                    em: Emitter) -> list[str | None]:
     a, as_, az, b, bs, bz, ys, yz = (_input(node, i) for i in range(8))
@@ -309,6 +347,7 @@ UNARY = {"QLinearGlobalAveragePool": "GlobalAveragePool", "QLinearAveragePool": 
 
 
 @rule(*UNARY)
+@_tidy
 def qlinear_unary(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     """(X, x_scale, x_zero, Y_scale, Y_zero): the float op's rule on dequantized X."""
     if attribute(node, "channels_last", 0):
@@ -321,6 +360,7 @@ def qlinear_unary(node: onnx.NodeProto, grads: list[str | None], em: Emitter) ->
 
 
 @rule("QLinearConcat", inputs=None)
+@_tidy
 def qlinear_concat(node: onnx.NodeProto, grads: list[str | None],
                    em: Emitter) -> list[str | None]:
     """(Y_scale, Y_zero, X0, x0_scale, x0_zero, X1, ...): split d/d(dequantized Y) back."""
@@ -365,6 +405,7 @@ def _lstm_weight(em: Emitter, q: str, scale: str, zero: str) -> str:
 
 
 @rule("DynamicQuantizeLSTM", inputs=(0, 5, 6))
+@_tidy
 def dynamic_quantize_lstm(node: onnx.NodeProto, grads: list[str | None],
                           em: Emitter) -> list[str | None]:
     """com.microsoft DynamicQuantizeLSTM (X, W, R, B, sequence_lens, initial_h, initial_c, P,
