@@ -29,6 +29,7 @@ from onnxruntime.quantization import (
 
 from inspector.errors import InvalidArgument
 from inspector.graph.autodiff import NotDifferentiable, blocking_ops, build_gradient_model
+from inspector.graph.autodiff.paths import STRAIGHT_THROUGH
 from inspector.graph.autodiff.registry import RULES
 
 N = helper.make_node
@@ -250,3 +251,8 @@ def test_dynamic_quantized_lstm_follows_the_float_gradient(tmp_path):
     want = analytic(model, {"x": x}, "logits", ["x"], SEED)["x"]
     assert cosine(got, want) > 0.99
     assert 0.9 < np.linalg.norm(got) / np.linalg.norm(want) < 1.1
+
+
+def test_every_straight_through_op_has_a_rule():
+    """paths.find_path lets integer outputs of these ops carry gradients; each needs its rule."""
+    assert STRAIGHT_THROUGH <= set(RULES)

@@ -12,6 +12,8 @@ the float op on dequantized operands: its weights are dequantized (at build time
 and the float op's own rule from conv.py, matmul.py, pooling.py, ... runs on a stand-in node.
 QuantizeLinear / DequantizeLinear are registered here too (replacing the plain pass-through in
 elementwise.py, which is imported first so the order of rules/__init__.py does not matter).
+A Relu that quantization fused into an output range is only that clip: the gradient policies
+(guided backprop, deconvnet) act on the Relu nodes still in the graph.
 """
 
 from __future__ import annotations
@@ -244,9 +246,6 @@ def dynamic_quantize_linear(node: onnx.NodeProto, grads: list[str | None],
 
 # --- convolutions and products -----------------------------------------------------------------
 
-CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
-
-
 @rule("QLinearConv")
 @_tidy
 def qlinear_conv(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
@@ -267,8 +266,7 @@ def conv_integer(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> 
 
 
 def _product(op: str, node: onnx.NodeProto, g: str, em: Emitter,
-             a: tuple[str, str, str, int], b: tuple[str, str, str, int],
-             **attrs) -> list[str | None]:
+             a: tuple[str, str, str, int], b: tuple[str, str, str, int]) -> list[str | None]:
     """(grad a, grad b) of a MatMul/Gemm on dequantized operands, each times its own scale."""
     a_real, b_real = _real(em, *a), _real(em, *b)
     fixed = em.constant(b_real)
@@ -278,8 +276,7 @@ def _product(op: str, node: onnx.NodeProto, g: str, em: Emitter,
         if key not in em.derived:
             em.derived[key] = em.const(np.ascontiguousarray(fixed.T), dtype=np.float32)
         return [_scaled(em, em.do("MatMul", g, em.derived[key]), a), None]
-    fake = _stand_in(op, node, [a_real, b_real], em, drop=tuple(attrs) + ("channels_last",),
-                     **attrs)
+    fake = _stand_in(op, node, [a_real, b_real], em)
     ga, gb = _float_rule(op, fake, g, em)[:2]
     return [_scaled(em, ga, a), _scaled(em, gb, b)]
 
@@ -380,7 +377,6 @@ def qlinear_concat(node: onnx.NodeProto, grads: list[str | None],
     for (x, s, _), part in zip(triples, parts, strict=True):
         out += [_input_grad(em, part, x, s), None, None]
     return out
-
 
 
 # --- recurrent (com.microsoft) -----------------------------------------------------------------
