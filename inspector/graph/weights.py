@@ -55,10 +55,9 @@ def find_weights(model: onnx.ModelProto, selectors: Sequence[str] | None = None)
     refs: list[WeightRef] = []
     for i, role, tensor in chosen:
         node = graph.node[i]
-        array = reader.value(node, role, tensor)
-        if array is not None:
-            refs.append(WeightRef(initializer=consts.root(tensor) or tensor, node=names[i],
-                                  op_type=node.op_type, role=role, array=array))
+        refs.append(WeightRef(initializer=consts.root(tensor) or tensor, node=names[i],
+                              op_type=node.op_type, role=role,
+                              array=reader.value(node, role, tensor)))
     return refs
 
 
@@ -116,7 +115,7 @@ class _Reader:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
 
-    def value(self, node: onnx.NodeProto, role: str, tensor: str) -> np.ndarray | None:
+    def value(self, node: onnx.NodeProto, role: str, tensor: str) -> np.ndarray:
         array = self.consts.value(tensor)
         if node.op_type not in _WEIGHT_QUANTIZATION:
             return np.asarray(array, dtype=np.float32)
