@@ -114,7 +114,7 @@ def compare_with_torch(python, tmp, layer, top, medians, client, core, x) -> dic
 
     ig = core.explain("r18", InputData(tensor=x), "integrated_gradients", target=Target(index=(top,)),
                       params={"steps": 50}, overlay=False)  # Gauss-Legendre, as Captum's default
-    ig_ours = ig.group("attribution")["attribution"]
+    ig_ours = ig.attribution
     cam_diff = float(np.abs(ours.heatmap - maps["gradcam"]).max())
     ig_rel = float(np.linalg.norm(ig_ours - maps["ig"]) / np.linalg.norm(maps["ig"]))
     print(f"\n== vs PyTorch {theirs['torch']} ({THREADS} threads), same weights and input")

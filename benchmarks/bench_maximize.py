@@ -30,7 +30,7 @@ def main() -> int:
     access = core.open("yolo").access
     steps = 64
     stamps = [time.perf_counter()]
-    gen = core.maximize("yolo", LAYER, CHANNELS, steps=steps, params={"size": SIZE})
+    gen = core.maximize_stream("yolo", LAYER, CHANNELS, steps=steps, params={"size": SIZE})
     while True:
         try:
             next(gen)
@@ -43,7 +43,7 @@ def main() -> int:
     elapsed = float(durations.sum())
     x = np.random.default_rng(0).random((16, 3, SIZE, SIZE), dtype=np.float32)
     medians = interleaved({"plain forward, batch 16": lambda: access.forward(x)}, rounds=7)
-    gain = result.info["gain"]
+    gain = result.gain
     medians["one maximization step, batch 16"] = per_step
     out = report(f"activation maximization, YOLOv8n {LAYER}, 16 channels, {SIZE}x{SIZE}", medians,
                  "plain forward, batch 16", {"one maximization step, batch 16": 3.0})

@@ -1,82 +1,79 @@
-"""Inspector: the core API, one object per process. The gRPC service is a thin edge over it.
+"""Inspector: the core API, one object per process; the gRPC service is a thin edge over it.
 
-Every public method takes plain Python/numpy values and returns domain objects or a Result
-(scalars + named items), so `from inspector import Inspector` does everything in-process.
+Every method takes what the client takes (a numpy array, encoded image bytes, a path, a list of
+them; targets as an index, classes, a dict or a seed array) and returns the result types the
+client returns (inspector_client.types), so `from inspector import Inspector` does everything
+in-process. Arguments left at None mean the owning layer's default (a method's, a renderer's,
+MaximizeConfig's), never one restated here.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import dataclasses
+from collections.abc import Callable, Generator, Iterable, Sequence
 
-import onnx
+import numpy as np
+from inspector_client.types import (
+    AuditReport,
+    Evaluation,
+    Explanation,
+    FeatureMaps,
+    Gradients,
+    Inference,
+    Maximization,
+    ModelInfo,
+    Progress,
+    Weights,
+)
 
-from inspector import errors
 from inspector.config import InspectorConfig
-from inspector.domain import ModelInfo, RunMetadata
-from inspector.inputs import InputData, PreparedInput, prepare_input, spec_from_dict, spec_to_dict
-from inspector.results import Result
-
-log = logging.getLogger("inspector")
-MAXIMIZE_SIZE = (128, 128)  # activation maximization on models without a fixed input size
+from inspector.inputs import InputData, as_input
+from inspector.models import LoadedModel, OpenModels
 
 
-@dataclass
-class LoadedModel:
-    """A stored model opened for work: its graph, description and model access."""
-
-    id: str
-    name: str | None
-    model: onnx.ModelProto
-    description: object  # graph.info.ModelDescription
-    providers: list[str]
-    warnings: list[str]
-    access: object  # runtime.access.OrtModelAccess
-    metadata: dict  # a copy of the store's: preprocess spec, providers
-    blocking: list[str] | None = None  # ops without a gradient rule, computed on first need
-
-    def run_metadata(self) -> RunMetadata:
-        used = tuple(self.access.providers_used()) if hasattr(self.access, "providers_used") else ()
-        return RunMetadata(self.id, used or tuple(self.providers), list(self.warnings))
+def given(**kw) -> dict:
+    """The keyword arguments that were given (None means: the owner's default)."""
+    return {k: v for k, v in kw.items() if v is not None}
 
 
 class Inspector:
-    """Models in a store, opened on demand; inspection calls over them."""
+    """Models in a store, opened on demand (OpenModels); inspection calls over them."""
 
     def __init__(self, config: InspectorConfig | None = None) -> None:
-        from inspector.runtime.sessions import SizedSessionCache
-        from inspector.store.model_store import ModelStore
-
         self.config = config or InspectorConfig()
-        self.store = ModelStore(Path(self.config.store_dir))
-        self.sessions = SizedSessionCache(intra_op_threads=self.config.intra_op_threads,
-                                          max_entries=self.config.max_sessions,
-                                          max_bytes=self.config.max_session_bytes,
-                                          factor=self.config.session_bytes_factor)
-        self._loaded: dict[str, LoadedModel] = {}
-        self._lock = threading.Lock()
+        self.models = OpenModels(self.config)
+
+    @property
+    def store(self):
+        return self.models.store
+
+    @property
+    def sessions(self):
+        return self.models.sessions
 
     # ---- models -------------------------------------------------------------------------
     def upload(self, chunks: Iterable[bytes], *, name: str | None = None,
                preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
         """Store a model streamed as byte chunks; the id is the sha256 of its bytes."""
-        stored = self.store.put_bytes(chunks, name=name or None, max_bytes=self.config.max_upload_bytes,
-                                      metadata=self._metadata(preprocess, providers))
-        return self._accept(stored)
+        return self.models.upload(chunks, name=name, preprocess=preprocess, providers=providers)
+
+    def load_model(self, path_or_bytes=None, *, server_path: str | None = None, name: str | None = None,
+                   preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
+        """As the client: a local model file or its bytes, or a path under a model root."""
+        from pathlib import Path
+
+        if server_path is not None:
+            return self.load_path(server_path, name=name, preprocess=preprocess, providers=providers)
+        data = path_or_bytes if isinstance(path_or_bytes, bytes | bytearray) else Path(path_or_bytes).read_bytes()
+        return self.upload([bytes(data)], name=name, preprocess=preprocess, providers=providers)
 
     def load_path(self, server_path: str, *, name: str | None = None,
                   preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
         """Store a model the server reads from under one of its model roots."""
-        path = self._confined(server_path)
-        stored = self.store.put_path(path, name=name or None,
-                                     metadata=self._metadata(preprocess, providers))
-        return self._accept(stored)
+        return self.models.load_path(server_path, name=name, preprocess=preprocess, providers=providers)
 
     def list_models(self) -> list[ModelInfo]:
-        return [self._info(self._open(s.id), layers=False) for s in self.store.list()]
+        return [self.models.info(self.models.get(s.id), layers=False) for s in self.store.list()]
 
     def quarantined(self) -> list[str]:
         """Store entries moved aside as corrupt when the server started (see store.vetting)."""
@@ -85,56 +82,120 @@ class Inspector:
         return quarantined(self.config.store_dir)
 
     def model_info(self, ref: str) -> ModelInfo:
-        return self._info(self._open(ref), layers=True)
+        return self.models.info(self.models.get(ref), layers=True)
 
     def unload(self, ref: str) -> str:
-        stored = self.store.delete(ref)
-        with self._lock:
-            self._loaded.pop(stored.id, None)
-        self.sessions.evict((stored.id,))
-        return stored.id
+        return self.models.unload(ref)
 
-    # ---- inspection calls -----------------------------------------------------------------
-    def infer(self, ref: str, inp: InputData) -> Result:
-        from inspector.calls.features import infer
+    unload_model = unload
 
-        loaded = self._open(ref)
-        return infer(loaded, self._input(loaded, inp).x)
+    def open(self, ref: str) -> LoadedModel:
+        """The opened model (graph, access) for in-process use of methods."""
+        return self.models.get(ref)
 
-    def feature_maps(self, ref: str, inp: InputData, layers: Sequence[str] | None = None, *,
-                     raw: bool = True, png: bool = False, stats: bool = False, float16: bool = False,
-                     render=None) -> Result:
-        from inspector.calls.features import feature_maps
+    # ---- inspection calls ---------------------------------------------------------------
+    def infer(self, ref: str, x, *, preprocess: dict | None = None) -> Inference:
+        loaded, batch = self._batch(ref, x, preprocess)
+        outputs = loaded.access.forward(batch)
+        return Inference({n: outputs[n] for n in loaded.access.output_names}, **loaded.meta())
 
-        loaded = self._open(ref)
-        return feature_maps(loaded, self._input(loaded, inp).x, layers, raw=raw, png=png,
-                            stats=stats, float16=float16, render=render)
+    def feature_maps(self, ref: str, x, layers: Sequence[str] | None = None, *, raw: bool = True,
+                     png: bool = False, stats: bool = False, float16: bool = False, cmap: str | None = None,
+                     normalize: str | None = None, channels: Sequence[int] | None = None,
+                     top_k: int | None = None, preprocess: dict | None = None) -> FeatureMaps:
+        """The chosen tensors (names, node names, op types, "all"; default: the model's main
+        feature layers) for the batch, raw and/or as PNG channel grids and per-channel stats."""
+        from inspector.graph.select import resolve_tensors
+        from inspector.imaging.render import channel_stats, render_feature_grid
 
-    def weights(self, ref: str, layers: Sequence[str] | None = None, **options) -> Result:
-        from inspector.calls.weights import weights
+        loaded, batch = self._batch(ref, x, preprocess)
+        access = loaded.access
+        names = access.memo(("select", tuple(layers or ())), lambda: resolve_tensors(loaded.model, layers))
+        values = access.forward_exposed(batch, names, float16=float16)
+        render = given(cmap=cmap, normalize=normalize, top_k=top_k,
+                       channels=tuple(channels) if channels else None)
+        result = FeatureMaps(names=list(names), **loaded.meta())
+        for name in names:
+            t = values[name]
+            if raw:
+                result.tensors[name] = t
+            if png:
+                result.pngs[name] = [render_feature_grid(np.asarray(t[i], np.float32), **render)
+                                     for i in range(t.shape[0] if t.ndim else 0)]
+            if stats and t.ndim >= 2:
+                result.stats[name] = {k: np.asarray(v) for k, v in channel_stats(t).items()}
+        return result
 
-        return weights(self._open(ref), layers, **options)
+    def weights(self, ref: str, layers: Sequence[str] | None = None, *, raw: bool = True, png: bool = False,
+                histogram: bool = False, stats: bool = False, mode: str | None = None,
+                cmap: str | None = None) -> Weights:
+        """Conv/Gemm weights by initializer name: raw, filter grids, histograms, per-filter stats."""
+        from inspector.audit.weights import filter_stats
+        from inspector.graph.weights import find_weights
+        from inspector.imaging.render import render_filter_grid, render_histogram
 
-    def gradients(self, ref: str, inp: InputData, wrt: Sequence[str] | None = None, target=None,
-                  policy: str = "standard") -> Result:
-        from inspector.calls.gradients import gradients
+        loaded = self.models.get(ref)
+        result = Weights(**loaded.meta())
+        for w in find_weights(loaded.model, layers):
+            arr = w.array
+            result.layers[w.initializer] = {"layer": w.node, "op_type": w.op_type, "role": w.role}
+            if raw:
+                result.tensors[w.initializer] = arr
+            if png and w.role == "weight" and arr.ndim in (2, 4):
+                result.pngs[w.initializer] = render_filter_grid(arr, **given(mode=mode, cmap=cmap))
+            if histogram:
+                result.histograms[w.initializer] = render_histogram(arr.ravel(), title=f"{w.node}: {w.initializer}")
+            if stats:
+                result.stats[w.initializer] = filter_stats(arr)
+        return result
 
-        loaded = self._open(ref)
-        return gradients(loaded, self._input(loaded, inp).x, wrt, target, policy)
+    def gradients(self, ref: str, x, wrt: Sequence[str] | None = None, target=None,
+                  policy: str | None = None, *, preprocess: dict | None = None) -> Gradients:
+        """d(target)/d(wrt) per wrt tensor (default: the model input; target default: top-1)."""
+        from inspector.methods.base import as_target
+        from inspector.methods.run import gradients
 
-    def explain(self, ref: str, inp: InputData, method: str = "gradcam", target=None,
-                layers: Sequence[str] | None = None, params: dict | None = None, **overlay) -> Result:
-        from inspector.calls.explain import explain
+        loaded, batch = self._batch(ref, x, preprocess)
+        result = gradients(loaded.access, batch, wrt, as_target(target), policy)
+        return dataclasses.replace(result, **loaded.meta())
 
-        loaded = self._open(ref)
-        return explain(loaded, self._input(loaded, inp), method, target, layers, params or {}, **overlay)
+    def explain(self, ref: str, x, method: str | None = None, target=None,
+                layers: str | Sequence[str] | None = None, params: dict | None = None, *,
+                overlay: bool = True, cmap: str | None = None, alpha: float | None = None,
+                preprocess: dict | None = None, **more_params) -> Explanation:
+        """Run an attribution method (see `methods()`); params are the method's keyword arguments.
+        Overlays (one PNG per image) blend the heatmap over the image as the model saw it."""
+        from inspector.graph.select import resolve_tensors
+        from inspector.imaging.render import render_overlay
+        from inspector.methods import get_method
+        from inspector.methods.base import as_target
 
-    def evaluate(self, ref: str, inp: InputData, heatmap, target=None,
-                 metrics: Sequence[str] = ("deletion", "insertion"), params: dict | None = None) -> Result:
-        from inspector.calls.explain import evaluate
+        loaded = self.models.get(ref)
+        prepared = self.models.prepare(loaded, as_input(x, preprocess))
+        impl = get_method(method)
+        layers = [layers] if isinstance(layers, str) else layers
+        tensors = resolve_tensors(loaded.model, list(layers)) if layers else None  # node names too
+        exp = impl.explain(loaded.access, prepared.x, as_target(target), tensors,
+                           **{**(params or {}), **more_params})
+        pngs = [render_overlay(prepared.display(i), exp.heatmap[i], **given(cmap=cmap, alpha=alpha))
+                for i in range(exp.heatmap.shape[0])] if overlay else []
+        return dataclasses.replace(exp, overlay_png=pngs, **loaded.meta())
 
-        loaded = self._open(ref)
-        return evaluate(loaded, self._input(loaded, inp), heatmap, target, metrics, params or {})
+    def evaluate(self, ref: str, x, explanation, metrics: Sequence[str] | None = None, target=None,
+                 params: dict | None = None, *, preprocess: dict | None = None, **more_params) -> Evaluation:
+        """Faithfulness metrics of a heatmap (an Explanation or [N, H, W]); an Explanation's own
+        target is scored when no target is given."""
+        from inspector_client.types import target_from_names
+
+        from inspector.methods import evaluate
+        from inspector.methods.base import as_target
+
+        if target is None and isinstance(explanation, Explanation):
+            target = target_from_names(explanation.targets)
+        loaded, batch = self._batch(ref, x, preprocess)
+        values = evaluate(loaded.access, batch, explanation, metrics, target=as_target(target),
+                          **{**(params or {}), **more_params})
+        return Evaluation(values, **loaded.meta())
 
     def methods(self) -> list[dict]:
         from inspector.methods import METHODS
@@ -142,167 +203,71 @@ class Inspector:
         return [{"name": name, "doc": cls.doc, "uses_gradients": cls.uses_gradients,
                  "defaults": dict(cls.defaults)} for name, cls in METHODS.items()]
 
-    def maximize(self, ref: str, layer: str, channels: Sequence[int], *, steps: int = 256,
-                 objective: str = "channel", params: dict | None = None, preview_every: int = 0):
-        """A generator of results.Progress events that returns the final Result."""
-        from inspector.calls.maximize import maximize
+    def maximize(self, ref: str, layer: str | None, channels: Sequence[int], steps: int | None = None,
+                 objective: str | None = None, *, preview_every: int | None = None,
+                 on_progress: Callable[[Progress], None] | None = None, params: dict | None = None,
+                 **more_params) -> Maximization:
+        """Activation maximization; progress events go to on_progress while it runs."""
+        return _drain(self.maximize_stream(ref, layer, channels, steps, objective, preview_every=preview_every,
+                                           params={**(params or {}), **more_params}), on_progress)
 
-        loaded = self._open(ref)
-        params = dict(params or {})
-        spec = self._image_spec(loaded, params.get("size"))
-        return maximize(loaded, spec, layer, channels, steps=steps, objective=objective,
-                        params=params, preview_every=preview_every)
+    def maximize_stream(self, ref: str, layer: str | None, channels: Sequence[int], steps: int | None = None,
+                        objective: str | None = None, *, preview_every: int | None = None,
+                        params: dict | None = None) -> Generator[Progress, None, Maximization]:
+        """maximize as a generator of Progress events that returns the Maximization."""
+        from inspector.maximize.request import run
 
-    def audit(self, ref: str, batches: Iterable[InputData], *, layers: Sequence[str] | None = None,
-              preprocess: dict | None = None, labels: Sequence[int] | None = None,
-              resume_state: bytes | None = None, checkpoint_every: int = 0, columnar: bool = False):
-        """A generator of Progress events (one per batch) that returns the audit as a Result
-        (`columnar`: per-channel statistics as arrays, see calls.audit)."""
-        from inspector.calls.audit import audit
+        loaded = self.models.get(ref)
+        gen = run(loaded.access, loaded.metadata.get("preprocess"), loaded.description.inputs[0], layer,
+                  channels, steps=steps, objective=objective, params=params, preview_every=preview_every)
+        return _stamped(gen, loaded)
 
-        loaded = self._open(ref)
+    def audit(self, ref: str, batches: Iterable, layers: Sequence[str] | None = None, *,
+              labels: Sequence[int] | None = None, preprocess: dict | None = None,
+              on_progress: Callable[[Progress], None] | None = None, resume_state: bytes | None = None,
+              checkpoint_every: int = 0, columnar: bool = False) -> AuditReport:
+        """Aggregated activation statistics over a stream of batches (each anything `infer`
+        takes); see audit_stream for checkpoints and resuming."""
+        return _drain(self.audit_stream(ref, batches, layers, labels=labels, preprocess=preprocess,
+                                        resume_state=resume_state, checkpoint_every=checkpoint_every,
+                                        columnar=columnar), on_progress)
 
-        def prepare(inp: InputData) -> PreparedInput:
-            if preprocess:
-                inp = InputData(inp.tensor, inp.images, {**preprocess, **(inp.preprocess or {})})
-            return self._input(loaded, inp)
+    def audit_stream(self, ref: str, batches: Iterable, layers: Sequence[str] | None = None, *,
+                     labels: Sequence[int] | None = None, preprocess: dict | None = None,
+                     resume_state: bytes | None = None, checkpoint_every: int = 0,
+                     columnar: bool = False) -> Generator[Progress, None, AuditReport]:
+        """audit as a generator: a Progress per batch (a "state" checkpoint every
+        `checkpoint_every` batches), then the AuditReport (`columnar`: per-channel arrays)."""
+        from inspector.audit.request import run
 
-        return audit(loaded, prepare, batches, layers=layers, labels=labels, resume_state=resume_state,
-                     checkpoint_every=checkpoint_every, columnar=columnar)
-
-    def _image_spec(self, loaded: LoadedModel, size=None):
-        """The model's resolved preprocessing; with `size`, images of that size (any model)."""
-        from inspector.imaging.preprocess import resolve_spec
-
-        spec = dict(loaded.metadata.get("preprocess") or {})
-        if size is not None:
-            spec["resize"] = (int(size), int(size)) if isinstance(size, int | float) else tuple(size)
-            spec.pop("crop", None)
-        try:
-            return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
-        except errors.InvalidArgument:  # a dynamic input size and no resize: the default size
-            spec["resize"], spec["crop"] = MAXIMIZE_SIZE, None
-            return resolve_spec(spec_from_dict(spec), loaded.description.inputs[0])
+        loaded = self.models.get(ref)
+        gen = run(loaded.access, loaded.name or loaded.id[:12],
+                  lambda b: self.models.prepare(loaded, as_input(b, preprocess)).x, batches, layers=layers,
+                  labels=labels, resume_state=resume_state, checkpoint_every=checkpoint_every,
+                  columnar=columnar)
+        return _stamped(gen, loaded)
 
     # ---- internals ----------------------------------------------------------------------
-    def _metadata(self, preprocess: dict | None, providers: Sequence[str]) -> dict:
-        spec = spec_from_dict(preprocess)  # validates field names early
-        return {"preprocess": spec_to_dict(spec), "providers": list(providers)}
+    def _batch(self, ref: str, x, preprocess: dict | None) -> tuple[LoadedModel, np.ndarray]:
+        loaded = self.models.get(ref)
+        return loaded, self.models.prepare(loaded, as_input(x, preprocess)).x
 
-    def _accept(self, stored) -> ModelInfo:
-        """Open a freshly stored model; a model that will not open is removed again."""
-        with self._lock:  # a re-upload may carry a new spec or providers: reopen
-            self._loaded.pop(stored.id, None)
-        from inspector.store.vetting import vet_model
 
+def _stamped(gen: Generator, loaded: LoadedModel) -> Generator:
+    """The generator's events, then its result with the model's metadata."""
+    result = yield from gen
+    return dataclasses.replace(result, **loaded.meta())
+
+
+def _drain(gen: Generator, on_progress: Callable[[Progress], None] | None):
+    """Run a streaming call to its end, handing each event to on_progress."""
+    while True:
         try:
-            for warning in vet_model(stored.path, stored.size_bytes,
-                                     stored.metadata.get("preprocess"), self.config):
-                log.warning("model %s: %s", stored.id[:12], warning)
-            loaded = self._open(stored.id)
-            loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
-        except errors.InspectorError:
-            self._forget(stored.id)
-            raise
-        except Exception as exc:  # onnx/ort failures on a user's file are the user's problem
-            self._forget(stored.id)
-            raise errors.InvalidArgument(f"the model could not be loaded: {_short(exc)}",
-                                         field="model") from exc
-        return self._info(loaded, layers=True)
-
-    def _forget(self, model_id: str) -> None:
-        with self._lock:
-            self._loaded.pop(model_id, None)
-        try:
-            self.store.delete(model_id)
-        except errors.NotFound:
-            pass
-
-    def _confined(self, server_path: str) -> Path:
-        if not server_path:
-            raise errors.InvalidArgument("server_path is empty", field="server_path")
-        path = Path(server_path).resolve()
-        for root in self.config.model_roots:
-            if path.is_relative_to(Path(root).resolve()):
-                if not path.is_file():
-                    raise errors.NotFound(f"no model file at {server_path!r} under the model roots")
-                return path
-        raise errors.PermissionDenied(
-            f"{server_path!r} is not under a configured model root; start the server with "
-            "--model-root DIR to allow loading from DIR")
-
-    def _open(self, ref: str) -> LoadedModel:
-        from inspector.graph.info import describe_model
-        from inspector.runtime.access import OrtModelAccess
-        from inspector.runtime.providers import resolve_providers
-
-        stored = self.store.get(ref)
-        with self._lock:
-            loaded = self._loaded.get(stored.id)
-        if loaded is not None:
-            return loaded
-        model = onnx.load(str(stored.path))
-        requested = stored.metadata.get("providers") or self.config.providers
-        providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
-        access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
-                                source=stored.path)
-        loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
-                             warnings, access, dict(stored.metadata))
-        with self._lock:
-            self._loaded[stored.id] = loaded
-            while len(self._loaded) > self.config.max_sessions:  # oldest opened goes first
-                self._loaded.pop(next(iter(self._loaded)))
-        return loaded
-
-    def _info(self, loaded: LoadedModel, *, layers: bool) -> ModelInfo:
-        from inspector.graph.autodiff import blocking_ops
-
-        d = loaded.description
-        stored = self.store.get(loaded.id)
-        if loaded.blocking is None:  # building the gradient model is the test; kept in the store
-            saved = stored.metadata.get("differentiability") or {}
-            if saved.get("rules") == _rules_version():
-                loaded.blocking = list(saved["blocking_ops"])
-            else:
-                try:
-                    loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
-                except errors.InspectorError as exc:
-                    loaded.blocking = [exc.message]
-                self.store.update_metadata(loaded.id, {**stored.metadata, "differentiability": {
-                    "rules": _rules_version(), "blocking_ops": loaded.blocking}})
-        blocking = loaded.blocking
-        return ModelInfo(id=loaded.id, name=stored.name, size_bytes=stored.size_bytes,
-                         inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
-                         layers=tuple(d.layers) if layers else (),
-                         preprocess=spec_from_dict(loaded.metadata.get("preprocess")),
-                         differentiable=not blocking, blocking_ops=tuple(blocking),
-                         created=stored.created)
-
-    def _input(self, loaded: LoadedModel, inp: InputData) -> PreparedInput:
-        c = self.config
-        return prepare_input(inp, loaded.description.inputs[0], loaded.metadata.get("preprocess"),
-                             max_batch=c.max_batch, max_pixels=c.max_image_pixels,
-                             max_bytes=c.max_image_bytes)
-
-    def open(self, ref: str) -> LoadedModel:
-        """The opened model (graph, access) for in-process use of methods."""
-        return self._open(ref)
-
-
-def _rules_version() -> str:
-    """Changes whenever the gradient engine's set of rules does (a saved verdict goes stale)."""
-    import hashlib
-
-    from inspector.graph.autodiff import supported_ops
-
-    return hashlib.sha256(",".join(supported_ops()).encode()).hexdigest()[:16]
-
-
-def _short(exc: Exception) -> str:
-    """An exception text without server paths or C++ source locations."""
-    from inspector.runtime.ort_errors import clean
-
-    return clean(str(exc))
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(event)
 
 
 __all__ = ["Inspector", "InputData", "LoadedModel"]

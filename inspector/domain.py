@@ -1,32 +1,11 @@
-"""Domain objects shared by the core, the methods and the service edge (no protobuf here)."""
+"""Domain objects of the server: the preprocessing spec, and the model description types
+(TensorInfo, LayerInfo, ModelInfo), which live in the one types module the client shares."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-Dim = int | str | None  # a fixed size, a symbolic name, or unknown
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Name, element type (numpy dtype name, e.g. "float32") and shape of one tensor."""
-
-    name: str
-    dtype: str | None
-    shape: tuple[Dim, ...] | None  # None: rank unknown
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One node of the graph, as the layer table shows it."""
-
-    name: str
-    op_type: str
-    inputs: tuple[str, ...]
-    outputs: tuple[TensorInfo, ...]
-    parameter_count: int
-    has_weights: bool  # holds conv/gemm weights (also through Identity/DequantizeLinear/Cast)
-    weight_names: tuple[str, ...] = ()
+from inspector_client.types import Dim, LayerInfo, ModelInfo, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -48,28 +27,4 @@ class PreprocessSpec:
     dtype: str | None = None  # numpy dtype name; None: the input's dtype
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a client sees about a stored model."""
-
-    id: str  # sha256 hex of the model bytes
-    name: str | None
-    size_bytes: int
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    opsets: dict[str, int]
-    producer: str
-    layers: tuple[LayerInfo, ...] = ()
-    preprocess: PreprocessSpec | None = None
-    differentiable: bool | None = None
-    blocking_ops: tuple[str, ...] = ()  # "OpType (node name)" for ops without a VJP rule
-    created: float = 0.0
-
-
-@dataclass
-class RunMetadata:
-    """What every response says about how it was computed."""
-
-    model_id: str
-    providers: tuple[str, ...]  # execution providers actually used, in order
-    warnings: list[str] = field(default_factory=list)
+__all__ = ["Dim", "LayerInfo", "ModelInfo", "PreprocessSpec", "TensorInfo"]

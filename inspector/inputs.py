@@ -92,3 +92,44 @@ def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | No
 def _with_shape(info: TensorInfo, shape: tuple[int, ...]) -> TensorInfo:
     """The input info with its symbolic dims filled from a concrete tensor."""
     return TensorInfo(info.name, info.dtype, tuple(shape))
+
+
+def as_input(x, preprocess: dict | None = None) -> InputData:
+    """What a caller may pass as an input, as the client takes it: a numpy array (the input
+    tensor as is), encoded image bytes, an image file path, a list of bytes/paths (a batch), an
+    InputData, or a dict by input name (one input)."""
+    import os
+    from pathlib import Path
+
+    if isinstance(x, dict):
+        if len(x) != 1:
+            raise errors.InvalidArgument(f"inputs by name {sorted(x)}: this model takes one input; give "
+                                         "it alone", field="input")
+        x = next(iter(x.values()))
+    if isinstance(x, InputData):
+        if preprocess:
+            return InputData(x.tensor, x.images, {**preprocess, **(x.preprocess or {})})
+        return x
+
+    def read(item) -> bytes:
+        if isinstance(item, bytes | bytearray | memoryview):
+            return bytes(item)
+        if isinstance(item, str | os.PathLike):
+            try:
+                return Path(item).read_bytes()
+            except OSError as exc:
+                raise errors.InvalidArgument(f"cannot read image {str(item)!r}: {exc.strerror}",
+                                             field="input") from None
+        raise errors.InvalidArgument(f"an image must be encoded bytes or a file path, not "
+                                     f"{type(item).__name__}", field="input")
+
+    if isinstance(x, np.ndarray):
+        return InputData(tensor=x, preprocess=preprocess)
+    if isinstance(x, bytes | bytearray | memoryview | str | os.PathLike):
+        return InputData(images=[read(x)], preprocess=preprocess)
+    if isinstance(x, Sequence) and x and all(isinstance(i, np.ndarray) for i in x):
+        return InputData(tensor=np.stack(x), preprocess=preprocess)
+    if isinstance(x, Sequence):
+        return InputData(images=[read(i) for i in x], preprocess=preprocess)
+    raise errors.InvalidArgument(f"an input must be a numpy array, image bytes, a path or a list of them, "
+                                 f"not {type(x).__name__}", field="input")

@@ -13,10 +13,10 @@ def test_in_process_calls_equal_plain_onnxruntime(tmp_path):
     info = core.upload([model.SerializeToString()], name="m")
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    logits = core.infer("m", InputData(tensor=x)).group("output")["logits"]
+    logits = core.infer("m", InputData(tensor=x)).outputs["logits"]
     np.testing.assert_allclose(logits, plain.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
-    maps = core.feature_maps("m", InputData(tensor=x), ["relu1_out"]).group("feature")
+    maps = core.feature_maps("m", InputData(tensor=x), ["relu1_out"]).tensors
     assert maps["relu1_out"].shape == (2, 8, 32, 32)
     exp = core.explain("m", InputData(tensor=x), "gradcam", params={"score_after": False}, overlay=False)
-    assert exp.group("heatmap")["heatmap"].shape == (2, 32, 32)
+    assert exp.heatmap.shape == (2, 32, 32) and exp.overlay_png == [] and exp.score_after is None
     assert core.unload("m") == info.id and core.list_models() == []

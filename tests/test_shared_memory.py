@@ -92,8 +92,8 @@ def _shared(messages) -> list[pb.ItemStart]:
 
 def test_values_equal_shared_memory_streamed_and_in_process(shm_server, shm_dir):
     core, shm = shm_server.inspector, shm_server.shared_memory
-    expected = core.feature_maps("shm", InputData(tensor=X), ["Conv"]).group("feature")
-    outputs = core.infer("shm", InputData(tensor=X)).group("output")
+    expected = core.feature_maps("shm", InputData(tensor=X), ["Conv"]).tensors
+    outputs = core.infer("shm", InputData(tensor=X)).outputs
     before = shm.bytes_sent
     with InspectorClient(shm_server.address, shm_dir=shm_dir) as fast, \
             InspectorClient(shm_server.address, shared_memory=False) as slow:
@@ -114,7 +114,7 @@ def test_values_equal_shared_memory_streamed_and_in_process(shm_server, shm_dir)
 def test_arrays_are_writable_and_outlive_the_client(shm_server, shm_dir):
     with InspectorClient(shm_server.address, shm_dir=shm_dir) as client:
         maps = client.feature_maps("shm", X, ["conv1"])
-    reference = shm_server.inspector.feature_maps("shm", InputData(tensor=X), ["conv1"]).group("feature")
+    reference = shm_server.inspector.feature_maps("shm", InputData(tensor=X), ["conv1"]).tensors
     conv1 = maps["conv1_out"]
     assert conv1.flags.writeable and np.array_equal(conv1, reference["conv1_out"])
     conv1 += 1  # copy-on-write: the client's own pages
@@ -128,7 +128,7 @@ def test_arrays_are_writable_and_outlive_the_client(shm_server, shm_dir):
 def test_a_released_file_carries_a_later_response_and_a_held_one_is_never_reused(shm_server, shm_dir):
     shm = shm_server.shared_memory
     inputs = [X * k for k in (1.0, -2.0, 3.0)]
-    expected = [shm_server.inspector.feature_maps("shm", InputData(tensor=x), ["conv1"]).group("feature")
+    expected = [shm_server.inspector.feature_maps("shm", InputData(tensor=x), ["conv1"]).tensors
                 for x in inputs]
     with InspectorClient(shm_server.address, shm_dir=shm_dir) as client:
         held = client.feature_maps("shm", inputs[0], ["conv1"])
@@ -165,7 +165,7 @@ def test_streams_unless_the_probe_holds(shm_server, shm_dir, tmp_path, case):
     messages = _raw_call(shm_server, metadata)
     assert len(_shared(messages)) == (2 if case == "valid" else 0)
     got = assemble(messages, shm_dir=shm_dir).group("feature")  # maps the shared file
-    expected = shm_server.inspector.feature_maps("shm", InputData(tensor=X), ["Conv"]).group("feature")
+    expected = shm_server.inspector.feature_maps("shm", InputData(tensor=X), ["Conv"]).tensors
     assert all(np.array_equal(got[k], expected[k]) for k in expected)
     del got
     gc.collect()

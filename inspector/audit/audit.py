@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from inspector.model_access import ModelAccess
 from inspector.audit.aggregate import (
     ActivationAggregator,
     LayerStats,
@@ -57,6 +56,7 @@ from inspector.audit.weights import (
     weight_tensors,
 )
 from inspector.errors import FailedPrecondition, InvalidArgument
+from inspector.model_access import ModelAccess
 
 CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction",
                    "saturation_fraction", "nonfinite_fraction", "p1", "p50", "p99")

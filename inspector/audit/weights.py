@@ -117,3 +117,11 @@ def batchnorm_health(params: Mapping[str, tuple[str, np.ndarray, np.ndarray]],
                     for i in range(len(scale))]
         report[node] = {"scale": scale_name, "median_abs_scale": median, "channels": channels}
     return report
+
+
+def filter_stats(w: np.ndarray) -> dict[str, np.ndarray]:
+    """Per output filter (axis 0): L2 norm, fraction of exact zeros, min, max."""
+    flat = np.asarray(w, np.float64).reshape(w.shape[0], -1) if w.ndim > 1 else \
+        np.asarray(w, np.float64).reshape(-1, 1)
+    return {"l2_norm": np.linalg.norm(flat, axis=1), "sparsity": (flat == 0).mean(axis=1),
+            "min": flat.min(axis=1), "max": flat.max(axis=1)}

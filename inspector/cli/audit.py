@@ -72,7 +72,7 @@ def run_audit(args, client, files: list[str]) -> None:
                              labels=None if labels is None else labels[done:], on_progress=progress,
                              resume_state=state, checkpoint_every=max(1, 64 // batch))
     pictures = _pictures(client, args.model, items, labels, audit)
-    paths = write_report(audit, out, pictures)
+    paths = write_report(audit.report, out, pictures)
     saved.unlink(missing_ok=True)
     print(f"wrote {paths['html']} and {paths['json']}")
 
@@ -83,7 +83,7 @@ def _pictures(client, model: str, items: list, labels: list[int] | None, audit: 
     step = max(1, len(items) // SAMPLE_CAMS)
     for i in range(0, len(items), step)[:SAMPLE_CAMS]:
         try:
-            exp = client.explain(model, items[i], method="gradcam", score_after=False)
+            exp = client.explain(model, items[i], method="gradcam", score_after=False)  # the report shows Grad-CAM
         except Exception as exc:  # a model Grad-CAM cannot explain still gets its report
             print(f"no Grad-CAM overlays: {describe_error(exc)}", file=sys.stderr)
             break

@@ -89,28 +89,40 @@ def _describe(info) -> str:
     return "\n".join(lines)
 
 
-def _models(args, c) -> None:
-    cmd = args.models_command
-    if cmd == "load":
-        preprocess = json.loads(args.preprocess) if args.preprocess else None
-        providers = [p for p in (args.providers or "").split(",") if p]
-        info = c.load_model(args.path, server_path=args.server_path, name=args.name,
-                            preprocess=preprocess, providers=providers)
-        _emit(args, {"id": info.id, "name": info.name}, f"loaded {info.id} ({info.name or 'no name'})")
-    elif cmd == "list":
-        models = c.list_models()
-        _emit(args, [dataclasses.asdict(m) for m in models],
-              "\n".join(f"{m.id[:12]}  {m.name or '-':20s} {m.size_bytes / 1e6:8.1f} MB  {m.producer}"
-                        for m in models) or "no models")
-    elif cmd == "show":
-        info = c.model_info(args.model)
-        _emit(args, dataclasses.asdict(info), _describe(info))
-    elif cmd == "rm":
-        removed = c.unload_model(args.model)
-        _emit(args, {"removed": removed}, f"removed {removed}")
+def models_load(args, c) -> None:
+    preprocess = json.loads(args.preprocess) if args.preprocess else None
+    providers = [p for p in (args.providers or "").split(",") if p]
+    info = c.load_model(args.path, server_path=args.server_path, name=args.name,
+                        preprocess=preprocess, providers=providers)
+    _emit(args, {"id": info.id, "name": info.name}, f"loaded {info.id} ({info.name or 'no name'})")
 
 
-def _features(args, c) -> None:
+def models_list(args, c) -> None:
+    models = c.list_models()
+    _emit(args, [dataclasses.asdict(m) for m in models],
+          "\n".join(f"{m.id[:12]}  {m.name or '-':20s} {m.size_bytes / 1e6:8.1f} MB  {m.producer}"
+                    for m in models) or "no models")
+
+
+def models_show(args, c) -> None:
+    info = c.model_info(args.model)
+    _emit(args, dataclasses.asdict(info), _describe(info))
+
+
+def models_rm(args, c) -> None:
+    removed = c.unload_model(args.model)
+    _emit(args, {"removed": removed}, f"removed {removed}")
+
+
+def infer(args, c) -> None:
+    outputs = c.infer(args.model, args.image)
+    first = next(iter(outputs.values()))
+    flat = first.reshape(first.shape[0], -1)[0]
+    top = np.argsort(flat)[::-1][:args.top]
+    _emit(args, {k: v.tolist() for k, v in outputs.items()}, "\n".join(f"{i}: {flat[i]:.4f}" for i in top))
+
+
+def features(args, c) -> None:
     if args.format == "npy":
         written = _write_all(Path(args.out), c.feature_maps(args.model, args.image, args.layer), ".npy")
     else:
@@ -119,22 +131,29 @@ def _features(args, c) -> None:
     _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
 
-def _weights(args, c) -> None:
+def weights(args, c) -> None:
     if args.format == "npy":
         written = _write_all(Path(args.out), c.weights(args.model, args.layer), ".npy")
     else:
-        pngs = c.render_weights(args.model, args.layer, mode=args.mode, histogram=args.format == "histogram")
+        pngs = c.render_weights(args.model, args.layer, mode=args.mode, cmap=args.cmap,
+                                histogram=args.format == "histogram")
         written = _write_all(Path(args.out), pngs, ".png")
     _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
 
-def _explain(args, c) -> None:
+def gradients(args, c) -> None:
+    grads = c.gradients(args.model, args.image, args.wrt, target=args.target, policy=args.policy)
+    written = _write_all(Path(args.out), grads, ".npy")
+    _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(written)} files to {args.out}")
+
+
+def explain(args, c) -> None:
     exp = c.explain(args.model, args.image, method=args.method, target=args.target,
                     layer=args.layer, **_params(args.param))
     Path(args.out).write_bytes(exp.overlay_png[0])
     if args.npy:
         np.save(args.npy, exp.heatmap)
-    data = {"method": exp.method, "layer": exp.layer, "target": exp.target, "score": exp.score,
+    data = {"method": exp.method, "layer": exp.layers, "target": exp.targets, "score": exp.score,
             "score_after": exp.score_after, "overlay": args.out, "params": exp.params}
     if args.metrics:
         metrics = c.evaluate(args.model, args.image, exp, metrics=args.metrics.split(","))
@@ -142,24 +161,35 @@ def _explain(args, c) -> None:
     _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
-def _maximize(args, c) -> None:
-    from inspector_client.progress import ProgressBar
+def methods(args, c) -> None:
+    found = c.methods()
+    _emit(args, found, "\n".join(
+        f"{m['name']:22s} {'gradient' if m['uses_gradients'] else 'forward '}  {m['doc']}\n"
+        f"{'':22s} params: {m['defaults']}" for m in found))
 
-    channels = _channels(args.channels)
-    with ProgressBar(args.steps, stream=sys.stderr) as bar:
-        result = c.maximize(args.model, args.layer, channels, steps=args.steps, objective=args.objective,
-                            on_progress=bar.update, **_params(args.param))
+
+def maximize(args, c) -> None:
     import io
 
+    from inspector_client.progress import ProgressBar
     from PIL import Image
 
     from inspector.imaging.render import tile_images
 
+    channels = _channels(args.channels)
+    with ProgressBar(args.steps or 0, stream=sys.stderr) as bar:
+        result = c.maximize(args.model, args.layer, channels, steps=args.steps, objective=args.objective,
+                            on_progress=bar.update, **_params(args.param))
     images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in result.pngs]
-    Path(args.out).write_bytes(tile_images(images, labels=[f"{args.layer}:{ch}" for ch in channels]))
-    gain = (result.final_objective / np.maximum(np.abs(result.initial_objective), 1e-12)).tolist()
-    _emit(args, {"out": args.out, "final_objective": result.final_objective.tolist(), "gain": gain},
-          f"wrote {args.out}; objective gain per channel: " + ", ".join(f"{g:.1f}x" for g in gain))
+    Path(args.out).write_bytes(tile_images(images, labels=[f"{result.layer}:{ch}" for ch in channels]))
+    _emit(args, {"out": args.out, "final_objective": result.final_objective.tolist(), "gain": result.gain},
+          f"wrote {args.out}; objective gain per channel: " + ", ".join(f"{g:.1f}x" for g in result.gain))
+
+
+def audit(args, c) -> None:
+    from inspector.cli.audit import run_audit
+
+    run_audit(args, c, _image_files(args.images))
 
 
 def _image_files(patterns: list[str]) -> list[str]:
@@ -177,38 +207,10 @@ def _image_files(patterns: list[str]) -> list[str]:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """Run the handler the command table names (cli.main.COMMANDS) with a connected client."""
     try:
         with _client(args) as c:
-            if args.command == "models":
-                _models(args, c)
-            elif args.command == "infer":
-                outputs = c.infer(args.model, args.image)
-                first = next(iter(outputs.values()))
-                top = np.argsort(first.reshape(first.shape[0], -1)[0])[::-1][:args.top]
-                flat = first.reshape(first.shape[0], -1)[0]
-                _emit(args, {k: v.tolist() for k, v in outputs.items()},
-                      "\n".join(f"{i}: {flat[i]:.4f}" for i in top))
-            elif args.command == "features":
-                _features(args, c)
-            elif args.command == "weights":
-                _weights(args, c)
-            elif args.command == "gradients":
-                grads = c.gradients(args.model, args.image, args.wrt, target=args.target, policy=args.policy)
-                written = _write_all(Path(args.out), grads, ".npy")
-                _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(written)} files to {args.out}")
-            elif args.command == "explain":
-                _explain(args, c)
-            elif args.command == "methods":
-                methods = c.methods()
-                _emit(args, methods, "\n".join(
-                    f"{m['name']:22s} {'gradient' if m['uses_gradients'] else 'forward '}  {m['doc']}\n"
-                    f"{'':22s} params: {m['defaults']}" for m in methods))
-            elif args.command == "maximize":
-                _maximize(args, c)
-            elif args.command == "audit":
-                from inspector.cli.audit import run_audit
-
-                run_audit(args, c, _image_files(args.images))
+            globals()[args.handler](args, c)
     except grpc.RpcError as err:
         print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1

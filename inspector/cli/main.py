@@ -24,95 +24,74 @@ def _client_options(p: argparse.ArgumentParser) -> None:
                    help="mutual TLS: the PEM key of --tls-cert (default: $INSPECTOR_TLS_KEY)")
 
 
+def arg(*names: str, **options) -> tuple[tuple[str, ...], dict]:
+    return names, options
+
+
+LAYERS = arg("--layer", action="append", help="tensor/node name, op type or 'all' (repeatable)")
+PARAMS = arg("--param", action="append", default=[], metavar="KEY=VALUE",
+             help="method parameter, JSON value (repeatable), e.g. --param steps=64")
+
+# The client commands: name, help, arguments, handler in client_commands. Options left unset are
+# None, which the server reads as its own default (never restated here).
+COMMANDS = [
+    ("infer", "run a model on an image and print its top outputs",
+     [arg("model"), arg("image"), arg("--top", type=int, default=5)], "infer"),
+    ("features", "feature maps of chosen layers for one image",
+     [arg("model"), arg("image"), LAYERS, arg("--out", default="features"),
+      arg("--format", choices=("png", "npy"), default="png"), arg("--cmap"), arg("--top-k", type=int)],
+     "features"),
+    ("weights", "conv/gemm weights: filter grids or .npy files",
+     [arg("model"), LAYERS, arg("--out", required=True),
+      arg("--format", choices=("png", "npy", "histogram"), default="png"),
+      arg("--mode", help="auto, rgb, mean or channels"), arg("--cmap")], "weights"),
+    ("gradients", "gradients of a target with respect to tensors, as .npy",
+     [arg("model"), arg("image"), arg("--wrt", action="append"), arg("--target", type=int),
+      arg("--policy", help="standard, guided_backprop or deconvnet"), arg("--out", default="gradients")],
+     "gradients"),
+    ("explain", "an attribution map (CAM, saliency, IG, ...) as an overlay",
+     [arg("model"), arg("image"), arg("--method", help="see `inspector methods`"), arg("--target", type=int),
+      LAYERS, arg("--out", default="overlay.png"), arg("--npy", help="also save the heatmap [N,H,W] as .npy"),
+      PARAMS, arg("--metrics", help="comma-separated faithfulness metrics to compute")], "explain"),
+    ("methods", "list attribution methods and their parameters", [], "methods"),
+    ("maximize", "activation maximization of channels of a layer",
+     [arg("model"), arg("--layer", help="default: the class scores for logit/probability objectives"),
+      arg("--channels", default="0-7", help="e.g. 0-15 or 1,5,9"), arg("--steps", type=int),
+      arg("--objective", help="channel, neuron, layer, logit or probability"), PARAMS,
+      arg("--out", default="maximize.png")], "maximize"),
+    ("audit", "activation and weight health over many images, as HTML",
+     [arg("model"), arg("images", nargs="+", help="folders, globs, image files or an .npy batch"),
+      arg("--out", required=True), arg("--layers", action="append"),
+      arg("--labels", help="a file with one integer label per image, in sorted path order"),
+      arg("--batch-size", type=int, default=8)], "audit"),
+]
+MODEL_COMMANDS = [
+    ("load", "upload a local .onnx file (or --server-path: read on the server)",
+     [arg("path", nargs="?"), arg("--server-path", help="a path under the server's --model-root"), arg("--name"),
+      arg("--preprocess", help='JSON spec, e.g. \'{"resize": 256, "crop": [224, 224]}\''),
+      arg("--providers", help="comma-separated preference, e.g. cuda,cpu")], "models_load"),
+    ("list", "list stored models", [], "models_list"),
+    ("show", "a model's inputs, outputs and layers", [arg("model")], "models_show"),
+    ("rm", "delete a stored model", [arg("model")], "models_rm"),
+]
+
+
+def _add(sub, table) -> None:
+    for name, help_, arguments, handler in table:
+        p = sub.add_parser(name, help=help_)
+        for names, options in arguments:
+            p.add_argument(*names, **options)
+        _client_options(p)
+        p.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(sub)
-
     models = sub.add_parser("models", help="load, list, show and remove models")
-    msub = models.add_subparsers(dest="models_command", required=True)
-    p = msub.add_parser("load", help="upload a local .onnx file (or --server-path: read on the server)")
-    p.add_argument("path", nargs="?")
-    p.add_argument("--server-path", help="a path under the server's --model-root")
-    p.add_argument("--name")
-    p.add_argument("--preprocess", help='JSON spec, e.g. \'{"resize": 256, "crop": [224, 224]}\'')
-    p.add_argument("--providers", help="comma-separated preference, e.g. cuda,cpu")
-    for name, help_ in (("list", "list stored models"), ("show", "a model's inputs, outputs and layers"),
-                        ("rm", "delete a stored model")):
-        q = msub.add_parser(name, help=help_)
-        if name != "list":
-            q.add_argument("model")
-        _client_options(q)
-    _client_options(p)
-
-    p = sub.add_parser("infer", help="run a model on an image and print its top outputs")
-    p.add_argument("model")
-    p.add_argument("image")
-    p.add_argument("--top", type=int, default=5)
-    _client_options(p)
-
-    p = sub.add_parser("features", help="feature maps of chosen layers for one image")
-    p.add_argument("model")
-    p.add_argument("image")
-    p.add_argument("--layer", action="append", help="tensor/node name, op type or 'all' (repeatable)")
-    p.add_argument("--out", default="features")
-    p.add_argument("--format", choices=("png", "npy"), default="png")
-    p.add_argument("--cmap", default="viridis")
-    p.add_argument("--top-k", type=int)
-    _client_options(p)
-
-    p = sub.add_parser("weights", help="conv/gemm weights: filter grids or .npy files")
-    p.add_argument("model")
-    p.add_argument("--layer", action="append")
-    p.add_argument("--out", required=True)
-    p.add_argument("--format", choices=("png", "npy", "histogram"), default="png")
-    p.add_argument("--mode", default="auto", choices=("auto", "rgb", "mean", "channels"))
-    _client_options(p)
-
-    p = sub.add_parser("gradients", help="gradients of a target with respect to tensors, as .npy")
-    p.add_argument("model")
-    p.add_argument("image")
-    p.add_argument("--wrt", action="append")
-    p.add_argument("--target", type=int)
-    p.add_argument("--policy", default="standard", choices=("standard", "guided_backprop", "deconvnet"))
-    p.add_argument("--out", default="gradients")
-    _client_options(p)
-
-    p = sub.add_parser("explain", help="an attribution map (CAM, saliency, IG, ...) as an overlay")
-    p.add_argument("model")
-    p.add_argument("image")
-    p.add_argument("--method", default="gradcam")
-    p.add_argument("--target", type=int)
-    p.add_argument("--layer", action="append")
-    p.add_argument("--out", default="overlay.png")
-    p.add_argument("--npy", help="also save the heatmap [N,H,W] as .npy")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="method parameter, JSON value (repeatable), e.g. --param steps=64")
-    p.add_argument("--metrics", help="comma-separated faithfulness metrics to compute")
-    _client_options(p)
-
-    p = sub.add_parser("methods", help="list attribution methods and their parameters")
-    _client_options(p)
-
-    p = sub.add_parser("maximize", help="activation maximization of channels of a layer")
-    p.add_argument("model")
-    p.add_argument("--layer", required=True)
-    p.add_argument("--channels", default="0-7", help="e.g. 0-15 or 1,5,9")
-    p.add_argument("--steps", type=int, default=256)
-    p.add_argument("--objective", default="channel")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default="maximize.png")
-    _client_options(p)
-
-    p = sub.add_parser("audit", help="activation and weight health over many images, as HTML")
-    p.add_argument("model")
-    p.add_argument("images", nargs="+", help="folders, globs, image files or an .npy batch")
-    p.add_argument("--out", required=True)
-    p.add_argument("--layers", action="append")
-    p.add_argument("--labels", help="a file with one integer label per image, in sorted path order")
-    p.add_argument("--batch-size", type=int, default=8)
-    _client_options(p)
-
+    _add(models.add_subparsers(dest="models_command", required=True), MODEL_COMMANDS)
+    _add(sub, COMMANDS)
     p = sub.add_parser("demo", help="start a server, inspect a real CNN on a photo, write index.html")
     p.add_argument("--out", default="demo-out")
     p.add_argument("--server", help="use this running server instead of starting one")

@@ -52,18 +52,25 @@ def _pixels(image: Image.Image, spec: ResolvedSpec) -> np.ndarray:
     return np.asarray(image)
 
 
-def _to_tensor(pixels: np.ndarray, spec: ResolvedSpec) -> np.ndarray:
-    x = pixels.astype(np.float32) * np.float32(spec.scale)
+def to_tensor(pixels: np.ndarray, spec: ResolvedSpec) -> np.ndarray:
+    """Pixels [..., H, W, C] in 0..255 (uint8 or float, C = spec.channels) -> the model's layout
+    and dtype: scale, mean/std, channel order; integer dtypes are rounded and clipped."""
+    x = np.asarray(pixels, np.float32) * np.float32(spec.scale)
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if spec.channel_order == "BGR" and spec.channels == 3:
-        x = x[:, :, ::-1]
+        x = x[..., ::-1]
     if spec.layout == "NCHW":
-        x = x.transpose(2, 0, 1)
+        x = np.moveaxis(x, -1, -3)
     dtype = np.dtype(spec.dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         x = np.clip(np.round(x), info.min, info.max)
     return np.ascontiguousarray(x.astype(dtype))
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] -> [..., 1] with the ITU-R 601 weights PIL's "L" mode uses."""
+    return (np.asarray(rgb, np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
 
 
 def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec, *, max_pixels: int = 50_000_000,
@@ -91,7 +98,7 @@ def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec, *, max_pixels
                 f"Image {i} preprocesses to {h}x{w}, image 0 to {first_shape[0]}x{first_shape[1]}; "
                 "a batch needs one size: set preprocess.crop or an exact (H, W) resize.",
                 field="preprocess")
-        tensors.append(_to_tensor(pixels, spec))
+        tensors.append(to_tensor(pixels, spec))
     return np.stack(tensors)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from inspector.maximize.config import Maximization, MaximizeConfig, Progress
+from inspector.maximize.config import Climb, MaximizeConfig, Step
 from inspector.maximize.loop import maximize
 from inspector.maximize.objectives import Term
 
 
-def run_to_end(gen: Generator[Progress, None, Maximization]) -> Maximization:
+def run_to_end(gen: Generator[Step, None, Climb]) -> Climb:
     """Drive a maximize() generator to its end and return its result (in-process use)."""
     while True:
         try:
@@ -25,4 +25,4 @@ def run_to_end(gen: Generator[Progress, None, Maximization]) -> Maximization:
             return stop.value
 
 
-__all__ = ["Maximization", "MaximizeConfig", "Progress", "Term", "maximize", "run_to_end"]
+__all__ = ["Climb", "MaximizeConfig", "Step", "Term", "maximize", "run_to_end"]

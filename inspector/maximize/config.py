@@ -1,4 +1,4 @@
-"""What a caller asks for (MaximizeConfig) and gets back (Progress while running, Maximization)."""
+"""What a caller asks for (MaximizeConfig) and gets back (a Step per step while running, then the Climb)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class MaximizeConfig:
     diversity: float = 0.0  # weight of Lucid's batch diversity term on the objective's tensor
     position: tuple[int, int] | None = None  # neuron (y, x); None: the center
     terms: tuple[Term, ...] = ()  # extra weighted objectives added to the main one
-    preview_every: int = 0  # Progress.image every k steps (0: never)
+    preview_every: int = 0  # Step.image every k steps (0: never)
     redirect_steps: int = 16  # silent start: first k steps use deconvnet ReLU gradients
 
     def __post_init__(self) -> None:
@@ -99,7 +99,7 @@ def _term(t: Term | dict) -> Term:
 
 
 @dataclass
-class Progress:
+class Step:
     """One optimization step: the objective per image as the optimizer saw it."""
 
     step: int
@@ -108,7 +108,7 @@ class Progress:
 
 
 @dataclass
-class Maximization:
+class Climb:
     """The result; `inputs[i:i+1]` through the model reproduces `final_objective[i]`."""
 
     inputs: np.ndarray  # [N, ...] model input tensors (preprocessed)
@@ -116,3 +116,4 @@ class Maximization:
     objective: np.ndarray  # [steps, N] value per step (on the transformed image)
     initial_objective: np.ndarray  # [N] on the starting noise
     final_objective: np.ndarray  # [N] on the final untransformed images
+    layer: str = ""  # the tensor of the main objective (the logits under a final Softmax for "logit")

@@ -16,7 +16,7 @@ import numpy as np
 from inspector import errors
 from inspector.maximize import penalties
 from inspector.maximize.adam import Adam
-from inspector.maximize.config import Maximization, MaximizeConfig, Progress
+from inspector.maximize.config import Climb, MaximizeConfig, Step
 from inspector.maximize.objectives import LINEAR, Term, diversity, group_by_tensor
 from inspector.maximize.param import FourierImage, PixelImage
 from inspector.maximize.pullback import InputPullback
@@ -118,8 +118,8 @@ class _Ascent:
 
 
 def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: MaximizeConfig,
-             to_input: ToInput, input_size: tuple[int, int]) -> Generator[Progress, None, Maximization]:
-    """Climb the objective from noise; yields Progress each step and returns the Maximization.
+             to_input: ToInput, input_size: tuple[int, int]) -> Generator[Step, None, Climb]:
+    """Climb the objective from noise; yields Step each step and returns the Climb.
 
     Bad layers, channels, sizes and preprocessing raise here, before the generator is returned.
     """
@@ -141,7 +141,7 @@ def maximize(access: ModelAccess, layer: str, channels: Sequence[int], config: M
 def _climb(access: ModelAccess, config: MaximizeConfig, to_input: ToInput, size: tuple[int, int],
            param: FourierImage | PixelImage, p: np.ndarray, rng: np.random.Generator,
            pull: InputPullback, ascent: _Ascent, initial: np.ndarray,
-           ) -> Generator[Progress, None, Maximization]:
+           ) -> Generator[Step, None, Climb]:
     robust = Robustness(config.pad, config.jitter, config.scale, config.rotate)
     adam = Adam(config.lr)
     hidden = ascent.terms[0].kind in ("channel", "neuron", "layer")
@@ -163,9 +163,9 @@ def _climb(access: ModelAccess, config: MaximizeConfig, to_input: ToInput, size:
             p = param.blur(p, config.blur_sigma)
         history.append(values)
         show = config.preview_every and (step + 1) % config.preview_every == 0
-        yield Progress(step, values, to_uint8(param.rgb(p)) if show else None)
+        yield Step(step, values, to_uint8(param.rgb(p)) if show else None)
     rgb = param.rgb(p)
     inputs = np.asarray(to_input(rgb))
     final, _ = _evaluate(access, ascent.terms, inputs)
-    return Maximization(inputs=inputs, images=to_uint8(rgb), objective=np.stack(history),
-                        initial_objective=initial, final_objective=final)
+    return Climb(inputs=inputs, images=to_uint8(rgb), objective=np.stack(history),
+                        initial_objective=initial, final_objective=final, layer=ascent.terms[0].tensor)

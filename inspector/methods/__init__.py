@@ -30,12 +30,12 @@ from inspector.methods.gradients import (
     GuidedGradCAM,
     InputXGradient,
     Saliency,
-    SmoothGrad,
 )
 from inspector.methods.integrated_gradients import IntegratedGradients
 from inspector.methods.layers import default_layer
 from inspector.methods.linear_cam import CAM
 from inspector.methods.metrics import evaluate
+from inspector.methods.noise_tunnel import SmoothGrad, SmoothGradSquared, VarGrad
 from inspector.methods.perturbation import RISE, Occlusion
 from inspector.methods.scorecam import AblationCAM, ReciproCAM, ScoreCAM
 
@@ -56,6 +56,8 @@ METHODS: dict[str, type[Method]] = {
     "saliency": Saliency,
     "inputxgradient": InputXGradient,
     "smoothgrad": SmoothGrad,
+    "smoothgrad_sq": SmoothGradSquared,
+    "vargrad": VarGrad,
     "integrated_gradients": IntegratedGradients,
     "guided_backprop": GuidedBackprop,
     "guided_gradcam": GuidedGradCAM,
@@ -65,13 +67,17 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def get_method(name: str) -> Method:
-    """A fresh instance of the named method, or InvalidArgument listing the known names."""
-    cls = METHODS.get(str(name).strip().lower())
+DEFAULT_METHOD = "gradcam"  # what explain runs when no method is named
+
+
+def get_method(name: str | None = None) -> Method:
+    """A fresh instance of the named method (None: DEFAULT_METHOD), or InvalidArgument listing the
+    known names."""
+    cls = METHODS.get(str(name or DEFAULT_METHOD).strip().lower())
     if cls is None:
         raise InvalidArgument(f"unknown method {name!r}; known methods: {', '.join(METHODS)}", field="method")
     return cls()
 
 
-__all__ = ["METHODS", "Explanation", "Method", "Target", "default_layer", "describe_targets", "evaluate",
+__all__ = ["DEFAULT_METHOD", "METHODS", "Explanation", "Method", "Target", "default_layer", "describe_targets", "evaluate",
            "get_method", "make_seed", "target_scores"]

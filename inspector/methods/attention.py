@@ -8,12 +8,12 @@ import math
 import numpy as np
 import onnx
 
-from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers
 from inspector.methods.maps import scale_maps, upsample
 from inspector.methods.run import Run
+from inspector.model_access import ModelAccess
 
 SCALE_OPS = {"Div", "Mul", "Add", "Where", "Cast", "Identity"}
 GATES = {"Sigmoid", "HardSigmoid"}

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+from inspector_client.types import Explanation
 
 from inspector.errors import InvalidArgument
 
@@ -30,6 +31,39 @@ class Target:
     box: tuple[int, int, int, int] | None = None
     mask: np.ndarray | None = None
     seed: np.ndarray | None = None
+
+
+def as_target(spec: object = None) -> Target:
+    """A Target from what callers pass: None (top-1), a Target, an int (an index), a list of class
+    indices, a seed array, or a dict of Target fields (the client's TargetSpec)."""
+    if spec is None or isinstance(spec, Target):
+        return spec or Target()
+    if isinstance(spec, int | np.integer):
+        return Target(index=(int(spec),))
+    if isinstance(spec, np.ndarray):
+        return Target(seed=spec)
+    if isinstance(spec, dict):
+        fields = {"tensor", "index", "classes", "channel", "box", "mask", "seed"}
+        unknown = sorted(set(spec) - fields)
+        if unknown:
+            raise InvalidArgument(f"unknown target fields {unknown}; known: {', '.join(sorted(fields))}",
+                                  field="target")
+        index = spec.get("index")
+        box = spec.get("box")
+        if box is not None and len(box) != 4:
+            raise InvalidArgument("target box needs 4 numbers: y0, x0, y1, x1", field="box")
+        return Target(tensor=spec.get("tensor") or None,
+                      index=None if index is None else tuple(int(i) for i in np.atleast_1d(index)),
+                      classes=tuple(int(c) for c in spec.get("classes") or ()),
+                      channel=None if spec.get("channel") is None else int(spec["channel"]),
+                      box=None if box is None else tuple(int(v) for v in box),
+                      mask=None if spec.get("mask") is None else np.asarray(spec["mask"]),
+                      seed=None if spec.get("seed") is None else np.asarray(spec["seed"]))
+    try:
+        return Target(classes=tuple(int(c) for c in spec))
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"a target is an index, a list of classes, a dict or a seed array, not "
+                              f"{spec!r}", field="target") from None
 
 
 def _explicit_seed(seed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -149,22 +183,6 @@ def describe_targets(target: Target, value: np.ndarray, tensor: str = "output") 
         label = f"{name}[{', '.join(parts)}]" if parts else name
         labels.append(label + ("*mask" if target.mask is not None else ""))
     return labels
-
-
-@dataclass
-class Explanation:
-    """One method's answer for a batch; maps are float32, heatmaps in [0, 1] at the input size."""
-
-    method: str
-    heatmap: np.ndarray
-    layer_heatmap: np.ndarray | None
-    attribution: np.ndarray | None
-    layers: list[str]
-    targets: list[str]
-    score: np.ndarray
-    score_after: np.ndarray | None
-    params: dict[str, object]
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Method(ABC):

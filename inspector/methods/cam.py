@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers, default_layer_for
 from inspector.methods.maps import first_component, flag, scale_maps, upsample
 from inspector.methods.run import Run
+from inspector.model_access import ModelAccess
 
 AUGMENTATIONS = [(flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1)]
 

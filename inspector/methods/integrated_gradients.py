@@ -68,6 +68,7 @@ class IntegratedGradients(Method):
     defaults = {"steps": 50, "method": "gausslegendre", "baseline": "zeros", "blur_sigma": 5.0,
                 "batch_size": 32}
     doc = "(x - b) * integral of the gradient along the straight path (Sundararajan et al., ICML 2017)."
+    reduce = "abssum"
 
     def compute(self, run: Run, layers: list[str], params: dict[str, object]) -> Explanation:
         steps = positive_int(params, "steps")
@@ -88,6 +89,6 @@ class IntegratedGradients(Method):
         at_base = run.scores(n, lambda i0, i1: (base[i0:i1], rows0[i0:i1]), max(1, n))
         delta = attribution.reshape(n, -1).sum(axis=1) - (run.score - at_base)
         shown = {k: v for k, v in params.items() if k != "baseline" or isinstance(v, str | int | float)}
-        return finish_input(run, self.name, attribution.astype(np.float32), "abssum", shown,
+        return finish_input(run, self.name, attribution.astype(np.float32), self.reduce, shown,
                             extras={"convergence_delta": delta.astype(np.float32),
                                     "baseline_score": at_base.astype(np.float32)})

@@ -10,14 +10,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Target
 from inspector.methods.integrated_gradients import gaussian_blur
 from inspector.methods.maps import positive_int, unit_float
 from inspector.methods.run import Run
+from inspector.model_access import ModelAccess
 
 METRICS = ("deletion", "insertion", "road", "confidence", "pointing_game")
+DEFAULT_METRICS = ("deletion", "insertion")
 ALIASES = {"confidence_drop": "confidence", "confidence_increase": "confidence", "confidence_change": "confidence",
            "road_morf": "road", "road_lerf": "road"}
 DEFAULTS: dict[str, object] = {"steps": 20, "batch_size": 32, "blur_sigma": 5.0, "percentiles": (10, 30, 50, 70, 90),
@@ -100,10 +101,12 @@ def _pointing(heat: np.ndarray, params: dict[str, object]) -> np.ndarray:
     return np.asarray(hits, np.float32)
 
 
-def evaluate(access: ModelAccess, x: np.ndarray, explanation: Explanation, metrics: Sequence[str],
-             target: Target | None = None, **params: object) -> dict[str, np.ndarray]:
-    """The requested metrics, each an array with one value per image (curves [N, steps + 1])."""
-    metrics = [ALIASES.get(m, m) for m in metrics]
+def evaluate(access: ModelAccess, x: np.ndarray, explanation: Explanation | np.ndarray,
+             metrics: Sequence[str] | None = None, target: Target | None = None,
+             **params: object) -> dict[str, np.ndarray]:
+    """The requested metrics (None: DEFAULT_METRICS) of an explanation or a heatmap [N, H, W]
+    ([H, W] for one image), each an array with one value per image (curves [N, steps + 1])."""
+    metrics = [ALIASES.get(m, m) for m in (metrics or DEFAULT_METRICS)]
     unknown_m = [m for m in metrics if m not in METRICS]
     unknown_p = sorted(set(params) - set(DEFAULTS))
     if unknown_m or unknown_p:
@@ -112,7 +115,8 @@ def evaluate(access: ModelAccess, x: np.ndarray, explanation: Explanation, metri
                               f"parameters: {', '.join(DEFAULTS)}", field=bad[0])
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     run = Run.start(access, x, target or Target())
-    heat = np.nan_to_num(np.asarray(explanation.heatmap, np.float32))
+    heat = np.nan_to_num(np.asarray(getattr(explanation, "heatmap", explanation), np.float32))
+    heat = heat[None] if heat.ndim == 2 else heat
     if heat.shape != (len(run.x), *run.size):
         raise InvalidArgument(f"heatmap shape {list(heat.shape)} does not match the images "
                               f"[{len(run.x)}, {run.size[0]}, {run.size[1]}]", field="heatmap")

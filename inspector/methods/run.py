@@ -10,10 +10,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from inspector_client.types import Gradients
 
-from inspector.model_access import ModelAccess
 from inspector.errors import InvalidArgument
-from inspector.methods.base import Explanation, Target, describe_targets, is_default, make_seed
+from inspector.methods.base import (
+    Explanation,
+    Target,
+    describe_targets,
+    is_default,
+    make_seed,
+    target_scores,
+)
+from inspector.model_access import ModelAccess
 
 
 def image_layout(x: np.ndarray) -> str:
@@ -42,6 +50,40 @@ def output_rank(access: ModelAccess, tensor: str) -> int | None:
     return None
 
 
+def one_run(access: ModelAccess, target: Target, tensor: str) -> bool:
+    """Whether one forward+backward run can seed itself: a default (top-1) target on [N, K] logits."""
+    return is_default(target) and output_rank(access, tensor) == 2
+
+
+def gradients(access: ModelAccess, x: np.ndarray, wrt: Sequence[str] | None = None,
+              target: Target | None = None, policy: str | None = None) -> Gradients:
+    """d(target)/d(wrt) on the batch x (any input, not only images); wrt defaults to the model
+    input, the target to each image's top-1 class of the first output, the policy to "standard".
+    Tensor and node names are resolved as the layer table shows them."""
+    from inspector.graph.autodiff import POLICIES
+    from inspector.graph.select import resolve_tensors
+
+    policy = policy or POLICIES[0]
+    if policy not in POLICIES:
+        raise InvalidArgument(f"unknown gradient policy {policy!r}; use one of {', '.join(POLICIES)}",
+                              field="policy")
+    target = target or Target()
+    start = target.tensor or access.output_names[0]
+    if start not in access.output_names:
+        start = resolve_tensors(access.graph, [start])[0]
+    names = [access.input_name] if not wrt else [
+        w if w == access.input_name else resolve_tensors(access.graph, [w])[0] for w in wrt]
+    if one_run(access, target, start):
+        grads, fetched = access.backward_top1(x, start, names, policy=policy)
+        value = fetched[start]
+    else:
+        value = access.forward(x, fetch=[start])[start]
+        grads = access.backward(x, start, make_seed(target, value), names, policy=policy)
+    return Gradients({n: grads[n] for n in names}, start=start, policy=policy,
+                     targets=describe_targets(target, value, start),
+                     scores=[float(s) for s in target_scores(target, value)], wrt=names)
+
+
 @dataclass
 class Run:
     """A started explanation: first forward done, target seed and score known."""
@@ -65,7 +107,7 @@ class Run:
         x = check_images(x)
         tensor = target.tensor or access.output_names[0]
         run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0), score_after)
-        if wrt and is_default(target) and output_rank(access, tensor) == 2 and hasattr(access, "backward_top1"):
+        if wrt and one_run(access, target, tensor):
             grads, fetched = access.backward_top1(np.ascontiguousarray(x), tensor, list(wrt),
                                                   fetch=list(dict.fromkeys([*fetch, *access.output_names])))
             run.outputs, run.first_gradients = fetched, grads
@@ -157,5 +199,6 @@ class Run:
             layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),
             attribution=None if attribution is None else np.asarray(attribution, np.float32),
             layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor),
-            score=self.score.astype(np.float32), score_after=after,
+            score=[float(s) for s in self.score.astype(np.float32)],
+            score_after=None if after is None else [float(s) for s in after],
             params=dict(params), extras=dict(extras or {}))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
+from inspector_client.preprocess import preprocess_from_message, preprocess_into_message
 
 from inspector import errors
-from inspector.domain import ModelInfo, PreprocessSpec, TensorInfo
+from inspector.domain import ModelInfo, TensorInfo
 from inspector.inputs import InputData
 from inspector.v1 import inspector_pb2 as pb
 
@@ -30,45 +31,8 @@ def tensor_to_numpy(msg: pb.Tensor, field: str) -> np.ndarray:
     return np.frombuffer(msg.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
-def numpy_to_tensor(arr: np.ndarray) -> pb.Tensor:
-    arr = np.ascontiguousarray(arr, dtype=np.asarray(arr).dtype.newbyteorder("<"))
-    return pb.Tensor(dtype=arr.dtype.name, shape=list(arr.shape), data=arr.tobytes())
-
-
-def preprocess_to_dict(msg: pb.Preprocess) -> dict:
-    """Only the fields the caller set, so they override the stored spec field by field."""
-    out: dict = {}
-    if msg.resize:
-        out["resize"] = int(msg.resize[0]) if len(msg.resize) == 1 else tuple(int(v) for v in msg.resize)
-    if msg.crop:
-        out["crop"] = tuple(int(v) for v in msg.crop)
-    if msg.HasField("scale"):
-        out["scale"] = msg.scale
-    if msg.mean:
-        out["mean"] = tuple(msg.mean)
-    if msg.std:
-        out["std"] = tuple(msg.std)
-    for key in ("channel_order", "layout", "dtype"):
-        if getattr(msg, key):
-            out[key] = getattr(msg, key)
-    return out
-
-
-def spec_to_proto(spec: PreprocessSpec | None) -> pb.Preprocess:
-    msg = pb.Preprocess()
-    if spec is None:
-        return msg
-    if spec.resize is not None:
-        msg.resize.extend([spec.resize] if isinstance(spec.resize, int) else list(spec.resize))
-    if spec.crop:
-        msg.crop.extend(spec.crop)
-    msg.scale = spec.scale
-    msg.mean.extend(spec.mean or ())
-    msg.std.extend(spec.std or ())
-    msg.channel_order = spec.channel_order or ""
-    msg.layout = spec.layout or ""
-    msg.dtype = spec.dtype or ""
-    return msg
+# Only the fields the caller set, so they override the stored spec field by field.
+preprocess_to_dict = preprocess_from_message
 
 
 def input_to_domain(msg: pb.Input) -> InputData:
@@ -145,11 +109,11 @@ def _tensor_info(t: TensorInfo) -> pb.TensorInfo:
     return msg
 
 
-def model_info_to_proto(info: ModelInfo, providers=()) -> pb.ModelInfo:
+def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:
     msg = pb.ModelInfo(id=info.id, name=info.name or "", size_bytes=info.size_bytes,
                        producer=info.producer, differentiable=bool(info.differentiable),
                        blocking_ops=list(info.blocking_ops), created=info.created,
-                       providers=list(providers))
+                       providers=list(info.providers))
     msg.inputs.extend(_tensor_info(t) for t in info.inputs)
     msg.outputs.extend(_tensor_info(t) for t in info.outputs)
     msg.opsets.update({k: int(v) for k, v in info.opsets.items()})
@@ -158,6 +122,5 @@ def model_info_to_proto(info: ModelInfo, providers=()) -> pb.ModelInfo:
                        outputs=[_tensor_info(t) for t in layer.outputs],
                        parameter_count=int(layer.parameter_count), has_weights=layer.has_weights,
                        weight_names=list(layer.weight_names))
-    if info.preprocess is not None:
-        msg.preprocess.CopyFrom(spec_to_proto(info.preprocess))
+    preprocess_into_message(info.preprocess, msg.preprocess)
     return msg

@@ -79,13 +79,9 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         self.limit = inspector.config.max_message_bytes
         self.shm = shared_memory  # None: results always stream
 
-    def _info(self, info) -> pb.ModelInfo:
-        loaded = self.core.open(info.id)
-        return convert.model_info_to_proto(info, loaded.providers)
-
     def _stream(self, result, context: grpc.ServicerContext) -> Iterator[pb.ResultChunk]:
         shm = self.shm if self.shm is not None and self.shm.usable(context) else None
-        return result_messages(result, self.limit, shm=shm)
+        return result_messages(result.to_wire(), self.limit, shm=shm)
 
     # ---- models -------------------------------------------------------------------------
     @handled
@@ -106,79 +102,71 @@ class InspectorServicer(pb_grpc.InspectorServicer):
         info = self.core.upload(chunks(), name=header.name or None,
                                 preprocess=convert.preprocess_to_dict(header.preprocess),
                                 providers=list(header.providers))
-        return self._info(info)
+        return convert.model_info_to_proto(info)
 
     @handled
     def LoadModel(self, request, context):
         info = self.core.load_path(request.server_path, name=request.name or None,
                                    preprocess=convert.preprocess_to_dict(request.preprocess),
                                    providers=list(request.providers))
-        return self._info(info)
+        return convert.model_info_to_proto(info)
 
     @handled
     def ListModels(self, request, context):
-        return pb.ListModelsResponse(models=[self._info(i) for i in self.core.list_models()],
+        return pb.ListModelsResponse(models=[convert.model_info_to_proto(i) for i in self.core.list_models()],
                                      quarantined=self.core.quarantined())
 
     @handled
     def GetModelInfo(self, request, context):
-        return self._info(self.core.model_info(_model(request)))
+        return convert.model_info_to_proto(self.core.model_info(_model(request)))
 
     @handled
     def UnloadModel(self, request, context):
         return pb.UnloadModelResponse(id=self.core.unload(_model(request)))
 
-    # ---- inspection ---------------------------------------------------------------------
+    # ---- inspection: unset fields are None (the owner's default) ---------------------------
     @handled
     def Infer(self, request, context):
-        result = self.core.infer(_model(request), convert.input_to_domain(request.input))
-        yield from self._stream(result, context)
+        yield from self._stream(self.core.infer(_model(request), convert.input_to_domain(request.input)), context)
 
     @handled
     def FeatureMaps(self, request, context):
-        from inspector.calls.features import RenderOptions
-
         r = request.render
-        render = RenderOptions(cmap=r.cmap or "viridis", normalize=r.normalize or "channel",
-                               channels=tuple(int(c) for c in r.channels) or None, top_k=r.top_k or None)
         raw = request.raw or not (request.png or request.stats)
         yield from self._stream(self.core.feature_maps(
             _model(request), convert.input_to_domain(request.input), list(request.layers) or None,
-            raw=raw, png=request.png, stats=request.stats, float16=request.float16, render=render), context)
+            raw=raw, png=request.png, stats=request.stats, float16=request.float16, cmap=r.cmap or None,
+            normalize=r.normalize or None, channels=[int(c) for c in r.channels] or None,
+            top_k=r.top_k or None), context)
 
     @handled
     def Weights(self, request, context):
         raw = request.raw or not (request.png or request.histogram or request.stats)
         yield from self._stream(self.core.weights(
             _model(request), list(request.layers) or None, raw=raw, png=request.png,
-            histogram=request.histogram, stats=request.stats, mode=request.mode or "auto",
-            cmap=request.cmap or "RdBu_r"), context)
+            histogram=request.histogram, stats=request.stats, mode=request.mode or None,
+            cmap=request.cmap or None), context)
 
     @handled
     def Gradients(self, request, context):
-        target = convert.target_to_domain(request.target) if request.HasField("target") else None
         yield from self._stream(self.core.gradients(
             _model(request), convert.input_to_domain(request.input), list(request.wrt) or None,
-            target, request.policy or "standard"), context)
+            _target(request), request.policy or None), context)
 
     @handled
     def Explain(self, request, context):
-        target = convert.target_to_domain(request.target) if request.HasField("target") else None
         o = request.overlay
-        result = self.core.explain(
-            _model(request), convert.input_to_domain(request.input), request.method or "gradcam",
-            target, list(request.layers) or None, convert.struct_to_dict(request.params),
-            overlay=not o.skip, cmap=o.cmap or "jet", alpha=o.alpha if o.HasField("alpha") else 0.5)
-        yield from self._stream(result, context)
+        yield from self._stream(self.core.explain(
+            _model(request), convert.input_to_domain(request.input), request.method or None,
+            _target(request), list(request.layers) or None, convert.struct_to_dict(request.params),
+            overlay=not o.skip, cmap=o.cmap or None, alpha=o.alpha if o.HasField("alpha") else None), context)
 
     @handled
     def Evaluate(self, request, context):
-        target = convert.target_to_domain(request.target) if request.HasField("target") else None
-        result = self.core.evaluate(
+        yield from self._stream(self.core.evaluate(
             _model(request), convert.input_to_domain(request.input),
-            convert.tensor_to_numpy(request.heatmap, "heatmap"), target,
-            list(request.metrics) or ["deletion", "insertion"], convert.struct_to_dict(request.params))
-        yield from self._stream(result, context)
+            convert.tensor_to_numpy(request.heatmap, "heatmap"), list(request.metrics) or None,
+            _target(request), convert.struct_to_dict(request.params)), context)
 
     @handled
     def ListMethods(self, request, context):
@@ -188,24 +176,24 @@ class InspectorServicer(pb_grpc.InspectorServicer):
 
     @handled
     def Maximize(self, request, context):
-        run = self.core.maximize(
-            _model(request), request.layer, [int(c) for c in request.channels],
-            steps=request.steps or 256, objective=request.objective or "channel",
-            params=convert.struct_to_dict(request.params), preview_every=request.preview_every)
+        run = self.core.maximize_stream(
+            _model(request), request.layer or None, [int(c) for c in request.channels],
+            request.steps or None, request.objective or None, preview_every=request.preview_every or None,
+            params=convert.struct_to_dict(request.params))
         yield from self._drive(run, context)
 
     @handled
     def AuditStats(self, request_iterator, context):
         h = _first_header(request_iterator, "AuditStats", "AuditHeader")
         batches = (convert.input_to_domain(m.batch) for m in request_iterator)
-        run = self.core.audit(_model(h), batches, layers=list(h.layers) or None,
-                              preprocess=convert.preprocess_to_dict(h.preprocess),
-                              labels=list(h.labels) or None, resume_state=h.resume_state or None,
-                              checkpoint_every=h.checkpoint_every, columnar=h.columnar)
+        run = self.core.audit_stream(_model(h), batches, list(h.layers) or None,
+                                     preprocess=convert.preprocess_to_dict(h.preprocess),
+                                     labels=list(h.labels) or None, resume_state=h.resume_state or None,
+                                     checkpoint_every=h.checkpoint_every, columnar=h.columnar)
         yield from self._drive(run, context)
 
     def _drive(self, run, context: grpc.ServicerContext):
-        """Stream a generator's progress events, then its returned Result."""
+        """Stream a generator's progress events, then its returned result."""
         try:
             while True:
                 yield from progress_message(next(run), self.limit)
@@ -213,6 +201,10 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             yield from self._stream(stop.value, context)
         finally:
             run.close()
+
+
+def _target(request):
+    return convert.target_to_domain(request.target) if request.HasField("target") else None
 
 
 def _first_header(request_iterator, rpc: str, kind: str):

@@ -1,4 +1,5 @@
-"""Stream a Result as ResultChunks, each message below the configured limit."""
+"""Stream a result's wire form (inspector_client.types.Wire) as ResultChunks, each message below
+the configured limit."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
+from inspector_client.types import Progress, Wire
 
-from inspector.results import Progress, Result
 from inspector.service.convert import dict_to_struct
 from inspector.v1 import inspector_pb2 as pb
 
@@ -23,11 +24,10 @@ def chunk_size(max_message_bytes: int) -> int:
     return max(1024, min(DEFAULT_CHUNK, max_message_bytes - _OVERHEAD))
 
 
-def header_message(result: Result) -> pb.ResultChunk:
-    m = result.metadata
+def header_message(wire: Wire) -> pb.ResultChunk:
     return pb.ResultChunk(header=pb.ResultHeader(
-        model_id=m.model_id, providers=list(m.providers), warnings=list(m.warnings),
-        info=dict_to_struct(result.info)))
+        model_id=wire.model_id, providers=list(wire.providers), warnings=list(wire.warnings),
+        info=dict_to_struct(wire.info)))
 
 
 def wire_value(value: np.ndarray | bytes | bytearray) -> np.ndarray | bytes | bytearray:
@@ -61,7 +61,7 @@ def item_messages(group: str, name: str, value, media_type: str, size: int) -> I
         first = False
 
 
-def result_messages(result: Result, max_message_bytes: int, *, header: bool = True,
+def result_messages(result: Wire, max_message_bytes: int, *, header: bool = True,
                     shm: SharedMemory | None = None) -> Iterator[pb.ResultChunk]:
     """The result's messages. With `shm` (a client that reads our shm dir) large tensors go into
     a file and their ItemStarts travel together in `shared_items`: in Python gRPC every message
@@ -102,5 +102,5 @@ def progress_message(p: Progress, max_message_bytes: int) -> Iterator[pb.ResultC
     yield pb.ResultChunk(progress=pb.Progress(step=p.step, total=p.total, values=list(p.values),
                                               message=p.message))
     size = chunk_size(max_message_bytes)
-    for item in p.previews:
+    for item in p.wire_items():
         yield from item_messages(item.group, item.name, item.value, item.media_type, size)

@@ -85,11 +85,12 @@ def test_wrong_input_shape_and_dtype_are_invalid_argument(client, cnn):
 def test_png_grids_and_stats(client, cnn):
     x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
     res = client.feature_map_results("features-cnn", x, ["relu1_out"], raw=True, png=True, stats=True)
-    t = res.group("feature")["relu1_out"]
+    t = res.tensors["relu1_out"]
+    assert len(res.pngs["relu1_out"]) == 2
     for i in range(2):
-        img = Image.open(io.BytesIO(res.group("png")[f"relu1_out/{i}"]))
+        img = Image.open(io.BytesIO(res.pngs["relu1_out"][i]))
         assert img.size[0] > 32 and img.size[1] > 32
-    stats = {k.split("/")[1]: v for k, v in res.group("stats").items()}
+    stats = res.stats["relu1_out"]
     per_channel = t.transpose(1, 0, 2, 3).reshape(8, -1)
     np.testing.assert_allclose(stats["mean"], per_channel.mean(1), rtol=1e-5)
     np.testing.assert_allclose(stats["max"], per_channel.max(1), rtol=1e-6)

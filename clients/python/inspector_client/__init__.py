@@ -1,16 +1,26 @@
-"""inspector-client: the thin Python client of the inspector gRPC service."""
+"""inspector-client: the thin Python client of the inspector gRPC service.
+
+The result types (inspector_client.types) are the ones the server's in-process API returns.
+"""
 
 from .client import InspectorClient
 from .shared_memory import SharedMemoryError
 from .types import (
-           Explanation,
-           LayerInfo,
-           Maximization,
-           ModelInfo,
-           Progress,
-           StreamedResult,
-           TensorInfo,
+    AuditReport,
+    Evaluation,
+    Explanation,
+    FeatureMaps,
+    Gradients,
+    Inference,
+    LayerInfo,
+    Maximization,
+    ModelInfo,
+    Progress,
+    StreamedResult,
+    TensorInfo,
+    Weights,
 )
 
-__all__ = ["InspectorClient", "Explanation", "LayerInfo", "Maximization", "ModelInfo", "Progress",
-           "SharedMemoryError", "StreamedResult", "TensorInfo"]
+__all__ = ["AuditReport", "Evaluation", "Explanation", "FeatureMaps", "Gradients", "Inference", "InspectorClient",
+           "LayerInfo", "Maximization", "ModelInfo", "Progress", "SharedMemoryError", "StreamedResult",
+           "TensorInfo", "Weights"]

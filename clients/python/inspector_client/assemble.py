@@ -11,10 +11,8 @@ import numpy as np
 from google.protobuf import json_format
 
 from .shared_memory import ResultFiles, SharedMemoryError
-from .types import Progress, StreamedResult
+from .types import PROGRESS_GROUPS, Progress, Wire, WireItem
 from .v1 import inspector_pb2 as pb
-
-PROGRESS_GROUPS = ("preview", "checkpoint")  # items that belong to the progress event before them
 
 
 class _Item:
@@ -47,9 +45,9 @@ class _Item:
 
 def assemble(chunks: Iterable[pb.ResultChunk],
              on_progress: Callable[[Progress], None] | None = None,
-             shm_dir: str | None = None) -> StreamedResult:
+             shm_dir: str | None = None) -> Wire:
     """`shm_dir`: where shared-memory items may lie (None: the client did not offer it)."""
-    result = StreamedResult()
+    result = Wire()
     files = ResultFiles(shm_dir) if shm_dir is not None else None
     current: _Item | None = None
     pending_previews: dict[str, bytes] = {}
@@ -63,7 +61,8 @@ def assemble(chunks: Iterable[pb.ResultChunk],
         if group in PROGRESS_GROUPS and last_progress is not None:
             last_progress.previews[name] = value
             return
-        result.items.setdefault(group, {})[name] = value
+        result.items.append(WireItem(group, name, value, item.start.blob.media_type
+                                     if item.start.WhichOneof("kind") == "blob" else ""))
 
     messages = iter(chunks)
     for msg in messages:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,21 +12,29 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from .assemble import assemble
+from .preprocess import preprocess_from_message, preprocess_into_message
 from .shared_memory import DEFAULT_DIR, Probe, is_local_target, usable_dir
 from .types import (
+    AuditReport,
+    Evaluation,
     Explanation,
+    FeatureMaps,
+    Gradients,
+    Inference,
     LayerInfo,
     Maximization,
     ModelInfo,
     Progress,
-    StreamedResult,
     TensorInfo,
+    Weights,
+    Wire,
+    target_from_names,
 )
 from .v1 import inspector_pb2 as pb
 from .v1 import inspector_pb2_grpc as pb_grpc
 
 UPLOAD_CHUNK = 1 << 20
-Input = np.ndarray | bytes | str | os.PathLike | Sequence[bytes | str | os.PathLike]
+Input = np.ndarray | bytes | str | os.PathLike | Sequence[bytes | str | os.PathLike | np.ndarray] | dict
 TargetSpec = int | Sequence[int] | dict | np.ndarray | None
 
 
@@ -86,14 +93,14 @@ class InspectorClient:
     def _call(self, method, request, **kw):
         return method(request, metadata=self._metadata, timeout=kw.pop("timeout", self.timeout), **kw)
 
-    def _results(self, chunks: Iterable[pb.ResultChunk], on_progress=None) -> StreamedResult:
+    def _results(self, chunks: Iterable[pb.ResultChunk], on_progress=None) -> Wire:
         return assemble(chunks, on_progress, self._shm_dir if self._probe is not None else None)
 
     def _stream_metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata of calls returning ResultChunks: the probe's path and token when offered."""
         return self._metadata + (self._probe.metadata() if self._probe is not None else ())
 
-    def _result(self, method, request, on_progress=None) -> StreamedResult:
+    def _result(self, method, request, on_progress=None) -> Wire:
         chunks = method(request, metadata=self._stream_metadata(), timeout=self.timeout)
         return self._results(chunks, on_progress)
 
@@ -143,147 +150,129 @@ class InspectorClient:
     def unload_model(self, model: str) -> str:
         return self._call(self._stub.UnloadModel, pb.ModelRef(model=model)).id
 
-    # ---- running ------------------------------------------------------------------------
-    def infer(self, model: str, x: Input, *, preprocess: dict | None = None) -> dict[str, np.ndarray]:
+    # ---- running: arguments left at None mean the server's default ------------------------
+    def infer(self, model: str, x: Input, *, preprocess: dict | None = None) -> Inference:
+        """The model's outputs by name (reads as a dict)."""
         req = pb.InferRequest(model=model, input=_input(x, preprocess))
-        return dict(self._result(self._stub.Infer, req).group("output"))
+        return Inference.from_wire(self._result(self._stub.Infer, req))
 
     def feature_maps(self, model: str, x: Input, layers: Sequence[str] | None = None, *,
-                     float16: bool = False, preprocess: dict | None = None) -> dict[str, np.ndarray]:
+                     float16: bool = False, preprocess: dict | None = None) -> FeatureMaps:
         """Raw intermediate tensors keyed by tensor name (layers: tensor/node names, op types, "all")."""
-        req = pb.FeatureMapsRequest(model=model, input=_input(x, preprocess), layers=_names(layers),
-                                    raw=True, float16=float16)
-        return dict(self._result(self._stub.FeatureMaps, req).group("feature"))
+        return self.feature_map_results(model, x, layers, float16=float16, preprocess=preprocess)
 
     def render_feature_maps(self, model: str, x: Input, layers: Sequence[str] | None = None, *,
-                            cmap: str = "viridis", normalize: str = "channel",
+                            cmap: str | None = None, normalize: str | None = None,
                             channels: Sequence[int] | None = None, top_k: int | None = None,
                             image: int = 0, preprocess: dict | None = None) -> dict[str, bytes]:
         """One PNG channel grid per tensor, for image `image` of the batch."""
         res = self.feature_map_results(model, x, layers, png=True, raw=False, cmap=cmap,
                                        normalize=normalize, channels=channels, top_k=top_k,
                                        preprocess=preprocess)
-        suffix = f"/{image}"
-        return {k[:-len(suffix)]: v for k, v in res.group("png").items() if k.endswith(suffix)}
+        return {name: pngs[image] for name, pngs in res.pngs.items() if image < len(pngs)}
 
     def feature_stats(self, model: str, x: Input, layers: Sequence[str] | None = None, *,
                       preprocess: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
         """Per-channel min/max/mean/std/zero_fraction per tensor."""
-        res = self.feature_map_results(model, x, layers, stats=True, raw=False, preprocess=preprocess)
-        out: dict[str, dict[str, np.ndarray]] = {}
-        for key, value in res.group("stats").items():
-            tensor, stat = key.rsplit("/", 1)
-            out.setdefault(tensor, {})[stat] = value
-        return out
+        return self.feature_map_results(model, x, layers, stats=True, raw=False, preprocess=preprocess).stats
 
     def feature_map_results(self, model: str, x: Input, layers: Sequence[str] | None = None, *,
                             raw: bool = True, png: bool = False, stats: bool = False,
-                            float16: bool = False, cmap: str = "viridis", normalize: str = "channel",
+                            float16: bool = False, cmap: str | None = None, normalize: str | None = None,
                             channels: Sequence[int] | None = None, top_k: int | None = None,
-                            preprocess: dict | None = None) -> StreamedResult:
-        """Everything FeatureMaps can return in one call (groups "feature", "png", "stats")."""
+                            preprocess: dict | None = None) -> FeatureMaps:
+        """Everything FeatureMaps can return in one call (tensors, pngs, stats)."""
         req = pb.FeatureMapsRequest(
             model=model, input=_input(x, preprocess), layers=_names(layers), raw=raw, png=png,
             stats=stats, float16=float16,
-            render=pb.RenderOptions(cmap=cmap, normalize=normalize, channels=list(channels or ()),
+            render=pb.RenderOptions(cmap=cmap or "", normalize=normalize or "", channels=list(channels or ()),
                                     top_k=top_k or 0))
-        return self._result(self._stub.FeatureMaps, req)
+        return FeatureMaps.from_wire(self._result(self._stub.FeatureMaps, req))
 
-    def weights(self, model: str, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def weights(self, model: str, layers: Sequence[str] | None = None) -> Weights:
         """Conv/Gemm weights and biases keyed by initializer name (layers: node or tensor names)."""
-        req = pb.WeightsRequest(model=model, layers=_names(layers), raw=True)
-        return dict(self._result(self._stub.Weights, req).group("weight"))
+        return self.weight_results(model, layers)
 
-    def render_weights(self, model: str, layers: Sequence[str] | None = None, *, mode: str = "auto",
-                       cmap: str = "RdBu_r", histogram: bool = False) -> dict[str, bytes]:
+    def render_weights(self, model: str, layers: Sequence[str] | None = None, *, mode: str | None = None,
+                       cmap: str | None = None, histogram: bool = False) -> dict[str, bytes]:
         """Filter grids (or weight histograms) as PNG, keyed by initializer name."""
-        req = pb.WeightsRequest(model=model, layers=_names(layers), png=not histogram,
-                                histogram=histogram, mode=mode, cmap=cmap)
-        return dict(self._result(self._stub.Weights, req).group("histogram" if histogram else "png"))
+        res = self.weight_results(model, layers, raw=False, png=not histogram, histogram=histogram,
+                                  mode=mode, cmap=cmap)
+        return res.histograms if histogram else res.pngs
 
     def weight_stats(self, model: str, layers: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
-        req = pb.WeightsRequest(model=model, layers=_names(layers), stats=True)
-        out: dict[str, dict[str, np.ndarray]] = {}
-        for key, value in self._result(self._stub.Weights, req).group("stats").items():
-            name, stat = key.rsplit("/", 1)
-            out.setdefault(name, {})[stat] = value
-        return out
+        return self.weight_results(model, layers, raw=False, stats=True).stats
+
+    def weight_results(self, model: str, layers: Sequence[str] | None = None, *, raw: bool = True,
+                       png: bool = False, histogram: bool = False, stats: bool = False,
+                       mode: str | None = None, cmap: str | None = None) -> Weights:
+        """Everything Weights can return in one call (tensors, pngs, histograms, stats)."""
+        req = pb.WeightsRequest(model=model, layers=_names(layers), raw=raw, png=png, histogram=histogram,
+                                stats=stats, mode=mode or "", cmap=cmap or "")
+        return Weights.from_wire(self._result(self._stub.Weights, req))
 
     def gradients(self, model: str, x: Input, wrt: Sequence[str] | None = None,
-                  target: TargetSpec = None, policy: str = "standard", *,
-                  preprocess: dict | None = None) -> dict[str, np.ndarray]:
+                  target: TargetSpec = None, policy: str | None = None, *,
+                  preprocess: dict | None = None) -> Gradients:
         """d(target)/d(wrt) per wrt tensor (default: the model input; target default: top-1)."""
         req = pb.GradientsRequest(model=model, input=_input(x, preprocess), wrt=_names(wrt),
-                                  policy=policy)
+                                  policy=policy or "")
         if target is not None:
             req.target.CopyFrom(_target(target))
-        return dict(self._result(self._stub.Gradients, req).group("gradient"))
+        return Gradients.from_wire(self._result(self._stub.Gradients, req))
 
-    def explain(self, model: str, x: Input, method: str = "gradcam", target: TargetSpec = None,
-                layer: str | Sequence[str] | None = None, *, overlay_cmap: str = "jet",
-                overlay_alpha: float = 0.5, preprocess: dict | None = None, **params: Any) -> Explanation:
+    def explain(self, model: str, x: Input, method: str | None = None, target: TargetSpec = None,
+                layer: str | Sequence[str] | None = None, *, overlay_cmap: str | None = None,
+                overlay_alpha: float | None = None, preprocess: dict | None = None, **params: Any) -> Explanation:
         """Run an attribution method (see `methods()`); params are the method's keyword arguments."""
-        req = pb.ExplainRequest(model=model, input=_input(x, preprocess), method=method,
-                                layers=_names(layer), params=_struct(params),
-                                overlay=pb.OverlayOptions(cmap=overlay_cmap, alpha=overlay_alpha))
+        overlay = pb.OverlayOptions(cmap=overlay_cmap or "")
+        if overlay_alpha is not None:
+            overlay.alpha = overlay_alpha
+        req = pb.ExplainRequest(model=model, input=_input(x, preprocess), method=method or "",
+                                layers=_names(layer), params=_struct(params), overlay=overlay)
         if target is not None:
             req.target.CopyFrom(_target(target))
-        res = self._result(self._stub.Explain, req)
-        info = res.info
-        overlays = res.group("overlay")
-        return Explanation(
-            method=info.get("method", method), heatmap=res.group("heatmap")["heatmap"],
-            layer_heatmap=res.group("layer_heatmap").get("layer_heatmap"),
-            attribution=res.group("attribution").get("attribution"),
-            overlay_png=[overlays[k] for k in sorted(overlays, key=int)],
-            score=list(info.get("score", [])), score_after=info.get("score_after"),
-            layer=list(info.get("layers", [])), target=list(info.get("targets", [])),
-            params=dict(info.get("params", {})), extras=dict(res.group("extra")), warnings=res.warnings)
+        return Explanation.from_wire(self._result(self._stub.Explain, req))
 
     def evaluate(self, model: str, x: Input, explanation: Explanation | np.ndarray,
-                 metrics: Sequence[str] = ("deletion", "insertion"), target: TargetSpec = None, *,
-                 preprocess: dict | None = None, **params: Any) -> dict[str, np.ndarray]:
+                 metrics: Sequence[str] | None = None, target: TargetSpec = None, *,
+                 preprocess: dict | None = None, **params: Any) -> Evaluation:
         """Faithfulness metrics of a heatmap: deletion/insertion AUC, ROAD, drop/increase, pointing game."""
         heat = explanation.heatmap if isinstance(explanation, Explanation) else np.asarray(explanation)
         req = pb.EvaluateRequest(model=model, input=_input(x, preprocess), heatmap=_tensor(heat),
-                                 metrics=list(metrics), params=_struct(params))
+                                 metrics=list(metrics or ()), params=_struct(params))
         if target is None and isinstance(explanation, Explanation):
-            target = _target_from_names(explanation.target)
+            target = target_from_names(explanation.targets)
         if target is not None:
             req.target.CopyFrom(_target(target))
-        return dict(self._result(self._stub.Evaluate, req).group("metric"))
+        return Evaluation.from_wire(self._result(self._stub.Evaluate, req))
 
     def methods(self) -> list[dict]:
         resp = self._call(self._stub.ListMethods, pb.ListMethodsRequest())
         return [{"name": m.name, "doc": m.doc, "uses_gradients": m.uses_gradients,
                  "defaults": json_format.MessageToDict(m.defaults)} for m in resp.methods]
 
-    def maximize(self, model: str, layer: str, channels: Sequence[int], steps: int = 256,
-                 objective: str = "channel", *, preview_every: int = 0,
+    def maximize(self, model: str, layer: str | None, channels: Sequence[int], steps: int | None = None,
+                 objective: str | None = None, *, preview_every: int | None = None,
                  on_progress: Callable[[Progress], None] | None = None, **params: Any) -> Maximization:
         """Activation maximization; progress events go to on_progress while it runs."""
-        req = pb.MaximizeRequest(model=model, layer=layer, channels=[int(c) for c in channels],
-                                 steps=steps, objective=objective, params=_struct(params),
-                                 preview_every=preview_every)
-        res = self._result(self._stub.Maximize, req, on_progress)
-        pngs = res.group("png")
-        return Maximization(inputs=res.group("inputs")["inputs"],
-                            pngs=[pngs[k] for k in sorted(pngs, key=int)],
-                            objective=res.group("objective")["objective"],
-                            initial_objective=res.group("objective")["initial_objective"],
-                            final_objective=res.group("objective")["final_objective"], info=res.info)
+        req = pb.MaximizeRequest(model=model, layer=layer or "", channels=[int(c) for c in channels],
+                                 steps=steps or 0, objective=objective or "", params=_struct(params),
+                                 preview_every=preview_every or 0)
+        return Maximization.from_wire(self._result(self._stub.Maximize, req, on_progress))
 
     def audit(self, model: str, images: Iterable[bytes | str | os.PathLike | np.ndarray],
               layers: Sequence[str] | None = None, *, batch_size: int = 8, labels: Sequence[int] | None = None,
               preprocess: dict | None = None, on_progress: Callable[[Progress], None] | None = None,
-              resume_state: bytes | None = None, checkpoint_every: int = 0) -> dict:
-        """Aggregated activation statistics over many images (never downloads feature maps).
+              resume_state: bytes | None = None, checkpoint_every: int = 0) -> AuditReport:
+        """Aggregated activation statistics over many images (never downloads feature maps); the
+        report reads as the report.json dict.
 
-        Images stream in batches; `on_progress` sees one event per batch, carrying a
-        "checkpoint" preview (partial state) every `checkpoint_every` batches; pass the latest
-        one as `resume_state` with the remaining images to continue an interrupted audit.
+        Images stream in batches of `batch_size` (an array is a batch of its own); `on_progress`
+        sees one event per batch, carrying a checkpoint (`.checkpoint`, partial state) every
+        `checkpoint_every` batches; pass the latest one as `resume_state` with the remaining
+        images to continue an interrupted audit.
         """
-        import json
 
         def requests() -> Iterator[pb.AuditRequest]:
             yield pb.AuditRequest(header=pb.AuditHeader(
@@ -304,40 +293,10 @@ class InspectorClient:
 
         res = self._results(self._stub.AuditStats(requests(), metadata=self._stream_metadata(),
                                                   timeout=self.timeout), on_progress)
-        parts = res.group("audit")
-        return _audit_from_columns(json.loads(parts["audit"]), parts.get("channel_stats"), parts.get("channel_flags"))
+        return AuditReport.from_wire(res)
 
 
 # ---- conversions ----------------------------------------------------------------------------
-_CHANNEL_FIELDS = ("mean", "std", "min", "max", "zero_fraction", "active_fraction", "saturation_fraction",
-                   "nonfinite_fraction", "p1", "p50", "p99")  # rows of "channel_stats" (the .proto)
-_FLAGS = ("dead", "rarely_active", "saturated", "range_outlier")  # bit i of "channel_flags"
-_FLAG_LISTS = [[f for i, f in enumerate(_FLAGS) if b >> i & 1] for b in range(1 << len(_FLAGS))]
-
-
-def _json_numbers(values: np.ndarray) -> list[float | None]:
-    """Floats as JSON has them: None where not finite."""
-    if np.isfinite(values).all():
-        return values.tolist()
-    return [v if math.isfinite(v) else None for v in values.tolist()]
-
-
-def _audit_from_columns(audit: dict, columns: np.ndarray | None, flags: np.ndarray | None) -> dict:
-    """The report.json form of a columnar AuditStats answer: every layer's "columns" becomes
-    its list of channel objects (a server that ignores `columnar` sent them already)."""
-    for entry in audit["layers"].values():
-        spec = entry.pop("columns", None)
-        if spec is None:
-            continue
-        lo, hi = spec["offset"], spec["offset"] + spec["count"]
-        values = [_json_numbers(columns[_CHANNEL_FIELDS.index(f), lo:hi]) for f in spec["fields"]]
-        flag_lists = [list(_FLAG_LISTS[b]) for b in flags[lo:hi].tolist()]
-        keys = ("index", *spec["fields"], "flags")
-        entry["channels"] = [dict(zip(keys, row, strict=True))
-                             for row in zip(range(hi - lo), *values, flag_lists, strict=True)]
-    return audit
-
-
 def _names(names: str | Sequence[str] | None) -> list[str]:
     if names is None:
         return []
@@ -356,6 +315,12 @@ def _read(item: bytes | str | os.PathLike) -> bytes:
 
 def _input(x: Input, preprocess: dict | None) -> pb.Input:
     msg = pb.Input()
+    if isinstance(x, dict):
+        if len(x) != 1:
+            raise ValueError(f"inputs by name {sorted(x)}: give the model's one input")
+        x = next(iter(x.values()))
+    if isinstance(x, list | tuple) and x and all(isinstance(i, np.ndarray) for i in x):
+        x = np.stack(x)
     if isinstance(x, np.ndarray):
         msg.tensor.CopyFrom(_tensor(x))
     elif isinstance(x, bytes | bytearray | str | os.PathLike):
@@ -368,26 +333,7 @@ def _input(x: Input, preprocess: dict | None) -> pb.Input:
 
 
 def _preprocess(spec: dict | None) -> pb.Preprocess:
-    msg = pb.Preprocess()
-    if not spec:
-        return msg
-    unknown = set(spec) - {"resize", "crop", "scale", "mean", "std", "channel_order", "layout", "dtype"}
-    if unknown:
-        raise ValueError(f"unknown preprocess fields: {sorted(unknown)}")
-    if spec.get("resize") is not None:
-        r = spec["resize"]
-        msg.resize.extend([int(r)] if isinstance(r, int) else [int(v) for v in r])
-    if spec.get("crop") is not None:
-        c = spec["crop"]
-        msg.crop.extend([int(c), int(c)] if isinstance(c, int) else [int(v) for v in c])
-    if spec.get("scale") is not None:
-        msg.scale = float(spec["scale"])
-    msg.mean.extend(float(v) for v in spec.get("mean") or ())
-    msg.std.extend(float(v) for v in spec.get("std") or ())
-    for key in ("channel_order", "layout", "dtype"):
-        if spec.get(key):
-            setattr(msg, key, str(spec[key]))
-    return msg
+    return preprocess_into_message(spec, pb.Preprocess())
 
 
 def _target(target: TargetSpec) -> pb.Target:
@@ -415,17 +361,6 @@ def _target(target: TargetSpec) -> pb.Target:
     else:
         msg.classes.extend(int(c) for c in target)
     return msg
-
-
-def _target_from_names(names: Sequence[str]) -> TargetSpec:
-    """Recover a class target ("logits[281]") from an explanation, when all images share it."""
-    if not names or len(set(names)) != 1 or not names[0].endswith("]") or "[" not in names[0]:
-        return None
-    tensor, index = names[0][:-1].split("[", 1)
-    try:
-        return {"tensor": tensor, "index": [int(i) for i in index.split(",")]}
-    except ValueError:
-        return None
 
 
 def _struct(params: dict) -> struct_pb2.Struct:
@@ -457,6 +392,6 @@ def _model_info(m: pb.ModelInfo) -> ModelInfo:
         layers=tuple(LayerInfo(layer.name, layer.op_type, tuple(layer.inputs),
                                tuple(_tensor_info(t) for t in layer.outputs), layer.parameter_count,
                                layer.has_weights, tuple(layer.weight_names)) for layer in m.layers),
-        preprocess=json_format.MessageToDict(m.preprocess, preserving_proto_field_name=True),
+        preprocess=preprocess_from_message(m.preprocess),
         differentiable=m.differentiable, blocking_ops=tuple(m.blocking_ops), created=m.created,
         providers=tuple(m.providers))

@@ -1,1 +1,0 @@
-"""One module per kind of call: each turns an opened model + a prepared input into a Result."""

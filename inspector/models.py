@@ -1,0 +1,210 @@
+"""OpenModels: the models of a store, vetted on admission and opened on demand.
+
+It owns admission (vetting, path confinement, removal of a model that will not open), the LRU
+of open models, the gradient verdict written back to the store, and the prepared input of a
+request. `Inspector` (core.py) is the facade over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from inspector import errors
+from inspector.config import InspectorConfig
+from inspector.domain import ModelInfo
+from inspector.inputs import InputData, PreparedInput, prepare_input, spec_from_dict, spec_to_dict
+
+log = logging.getLogger("inspector")
+
+
+@dataclass
+class LoadedModel:
+    """A stored model opened for work: its graph, description and model access."""
+
+    id: str
+    name: str | None
+    model: onnx.ModelProto
+    description: object  # graph.info.ModelDescription
+    providers: list[str]
+    warnings: list[str]
+    access: object  # runtime.access.OrtModelAccess
+    metadata: dict  # a copy of the store's: preprocess spec, providers
+    blocking: list[str] | None = None  # ops without a gradient rule, computed on first need
+
+    def meta(self) -> dict:
+        """The fields every result carries: model id, providers actually used, warnings."""
+        used = tuple(self.access.providers_used())
+        return {"model_id": self.id, "providers": used or tuple(self.providers),
+                "warnings": list(self.warnings)}
+
+
+class OpenModels:
+    """A model store plus the models opened from it (an LRU bounded by config.max_sessions)."""
+
+    def __init__(self, config: InspectorConfig) -> None:
+        from inspector.runtime.sessions import SizedSessionCache
+        from inspector.store.model_store import ModelStore
+
+        self.config = config
+        self.store = ModelStore(Path(config.store_dir))
+        self.sessions = SizedSessionCache(intra_op_threads=config.intra_op_threads,
+                                          max_entries=config.max_sessions,
+                                          max_bytes=config.max_session_bytes,
+                                          factor=config.session_bytes_factor)
+        self._open: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    # ---- admission ----------------------------------------------------------------------
+    def upload(self, chunks: Iterable[bytes], *, name: str | None, preprocess: dict | None,
+               providers: Sequence[str]) -> ModelInfo:
+        stored = self.store.put_bytes(chunks, name=name or None, max_bytes=self.config.max_upload_bytes,
+                                      metadata=_metadata(preprocess, providers))
+        return self.accept(stored)
+
+    def load_path(self, server_path: str, *, name: str | None, preprocess: dict | None,
+                  providers: Sequence[str]) -> ModelInfo:
+        stored = self.store.put_path(self.confined(server_path), name=name or None,
+                                     metadata=_metadata(preprocess, providers))
+        return self.accept(stored)
+
+    def accept(self, stored) -> ModelInfo:
+        """Open a freshly stored model; a model that will not open is removed again."""
+        from inspector.store.vetting import vet_model
+
+        with self._lock:  # a re-upload may carry a new spec or providers: reopen
+            self._open.pop(stored.id, None)
+        try:
+            for warning in vet_model(stored.path, stored.size_bytes,
+                                     stored.metadata.get("preprocess"), self.config):
+                log.warning("model %s: %s", stored.id[:12], warning)
+            loaded = self.get(stored.id)
+            loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
+        except errors.InspectorError:
+            self.forget(stored.id)
+            raise
+        except Exception as exc:  # onnx/ort failures on a user's file are the user's problem
+            self.forget(stored.id)
+            raise errors.InvalidArgument(f"the model could not be loaded: {_short(exc)}",
+                                         field="model") from exc
+        return self.info(loaded, layers=True)
+
+    def forget(self, model_id: str) -> None:
+        """Drop a model from the open set and the store (a failed admission)."""
+        with self._lock:
+            self._open.pop(model_id, None)
+        try:
+            self.store.delete(model_id)
+        except errors.NotFound:
+            pass
+
+    def unload(self, ref: str) -> str:
+        stored = self.store.delete(ref)
+        with self._lock:
+            self._open.pop(stored.id, None)
+        self.sessions.evict((stored.id,))
+        return stored.id
+
+    def confined(self, server_path: str) -> Path:
+        """The path, when it lies under a configured model root."""
+        if not server_path:
+            raise errors.InvalidArgument("server_path is empty", field="server_path")
+        path = Path(server_path).resolve()
+        for root in self.config.model_roots:
+            if path.is_relative_to(Path(root).resolve()):
+                if not path.is_file():
+                    raise errors.NotFound(f"no model file at {server_path!r} under the model roots")
+                return path
+        raise errors.PermissionDenied(
+            f"{server_path!r} is not under a configured model root; start the server with "
+            "--model-root DIR to allow loading from DIR")
+
+    # ---- open models --------------------------------------------------------------------
+    def get(self, ref: str) -> LoadedModel:
+        """The opened model for an id, id prefix or name (opened now if it is not yet)."""
+        from inspector.graph.info import describe_model
+        from inspector.runtime.access import OrtModelAccess
+        from inspector.runtime.providers import resolve_providers
+
+        stored = self.store.get(ref)
+        with self._lock:
+            loaded = self._open.get(stored.id)
+        if loaded is not None:
+            return loaded
+        model = onnx.load(str(stored.path))
+        requested = stored.metadata.get("providers") or self.config.providers
+        providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
+        access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
+                                source=stored.path)
+        loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
+                             warnings, access, dict(stored.metadata))
+        with self._lock:
+            self._open[stored.id] = loaded
+            while len(self._open) > self.config.max_sessions:  # oldest opened goes first
+                self._open.pop(next(iter(self._open)))
+        return loaded
+
+    def verdict(self, loaded: LoadedModel) -> list[str]:
+        """Ops without a gradient rule ("OpType (node)"); building the gradient model is the test,
+        and its answer is kept in the store until the set of rules changes."""
+        from inspector.graph.autodiff import blocking_ops
+
+        if loaded.blocking is None:
+            stored = self.store.get(loaded.id)
+            saved = stored.metadata.get("differentiability") or {}
+            if saved.get("rules") == _rules_version():
+                loaded.blocking = list(saved["blocking_ops"])
+            else:
+                try:
+                    loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
+                except errors.InspectorError as exc:
+                    loaded.blocking = [exc.message]
+                self.store.update_metadata(loaded.id, {**stored.metadata, "differentiability": {
+                    "rules": _rules_version(), "blocking_ops": loaded.blocking}})
+        return loaded.blocking
+
+    def info(self, loaded: LoadedModel, *, layers: bool) -> ModelInfo:
+        from inspector_client.types import _plain
+
+        d = loaded.description
+        stored = self.store.get(loaded.id)
+        blocking = self.verdict(loaded)
+        preprocess = _plain(spec_to_dict(spec_from_dict(loaded.metadata.get("preprocess"))))
+        return ModelInfo(id=loaded.id, name=stored.name, size_bytes=stored.size_bytes,
+                         inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
+                         layers=tuple(d.layers) if layers else (), preprocess=preprocess,
+                         differentiable=not blocking, blocking_ops=tuple(blocking),
+                         created=stored.created, providers=tuple(loaded.providers))
+
+    def prepare(self, loaded: LoadedModel, inp: InputData) -> PreparedInput:
+        """The request's input as the model's input batch, within the configured limits."""
+        c = self.config
+        return prepare_input(inp, loaded.description.inputs[0], loaded.metadata.get("preprocess"),
+                             max_batch=c.max_batch, max_pixels=c.max_image_pixels,
+                             max_bytes=c.max_image_bytes)
+
+
+def _metadata(preprocess: dict | None, providers: Sequence[str]) -> dict:
+    spec = spec_from_dict(preprocess)  # validates field names early
+    return {"preprocess": spec_to_dict(spec), "providers": list(providers)}
+
+
+def _rules_version() -> str:
+    """Changes whenever the gradient engine's set of rules does (a saved verdict goes stale)."""
+    import hashlib
+
+    from inspector.graph.autodiff import supported_ops
+
+    return hashlib.sha256(",".join(supported_ops()).encode()).hexdigest()[:16]
+
+
+def _short(exc: Exception) -> str:
+    """An exception text without server paths or C++ source locations."""
+    from inspector.runtime.ort_errors import clean
+
+    return clean(str(exc))
