@@ -210,21 +210,40 @@ def test_wrt_an_integer_tensor_is_refused_by_name(tmp_path):
         build_gradient_model(quantized, "logits", [tensor])
 
 
-def test_quantized_op_without_a_rule_is_named_not_silently_zero():
-    """A com.microsoft QLinearSoftmax between Q and DQ: the path is no longer cut at its uint8
-    input (which gave all-zero gradients), so the op is reported."""
+def _around(op: str, **attrs) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> com.microsoft `op` -> DequantizeLinear, x of shape [2, 8]."""
+    scale, zero = np.float32(0.05), np.uint8(128)
     nodes = [N("QuantizeLinear", ["x", "s", "z"], ["q"]),
-             N("QLinearSoftmax", ["q", "s", "z", "s", "z"], ["qs"], name="softmax_q",
-               domain="com.microsoft", axis=-1, opset=13),
-             N("DequantizeLinear", ["qs", "s", "z"], ["y"])]
+             N(op, ["q", "s", "z", "ys", "yz"], ["qy"], name="the_op", domain="com.microsoft",
+               **attrs),
+             N("DequantizeLinear", ["qy", "ys", "yz"], ["y"])]
     graph = helper.make_graph(
-        nodes, "qsoftmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-        [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.uint8(0), "z")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    assert blocking_ops(model) == [("QLinearSoftmax", "softmax_q")]
-    with pytest.raises(NotDifferentiable, match="QLinearSoftmax"):
+        nodes, "around", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zero, "z"),
+         numpy_helper.from_array(np.float32(1 / 256), "ys"), numpy_helper.from_array(np.uint8(0), "yz")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("attrs", [{"axis": -1, "opset": 13}, {"axis": 1, "opset": 11}])
+def test_qlinear_softmax_is_the_softmax_jacobian_at_the_dequantized_input(attrs):
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    seed = rng.standard_normal((2, 8)).astype(np.float32)
+    got = analytic(_around("QLinearSoftmax", **attrs), {"x": x}, "y", ["x"], seed)["x"]
+    deq = (np.clip(np.round(x / 0.05) + 128, 0, 255) - 128) * 0.05
+    p = np.exp(deq - deq.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want = p * (seed - (seed * p).sum(-1, keepdims=True))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_quantized_op_without_a_rule_is_named_not_silently_zero():
+    """com.microsoft QLinearReduceMean between Q and DQ: the path is no longer cut at its uint8
+    input (which gave all-zero gradients), so the op is reported."""
+    model = _around("QLinearReduceMean", axes=[1], keepdims=1)
+    assert blocking_ops(model) == [("QLinearReduceMean", "the_op")]
+    with pytest.raises(NotDifferentiable, match="QLinearReduceMean"):
         build_gradient_model(model, "y", ["x"])
 
 

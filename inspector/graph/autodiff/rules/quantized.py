@@ -356,6 +356,26 @@ def qlinear_unary(node: onnx.NodeProto, grads: list[str | None], em: Emitter) ->
     return [_input_grad(em, _float_rule(UNARY[node.op_type], fake, g, em)[0], x, xs)]
 
 
+@rule("QLinearSoftmax")
+@_tidy
+def qlinear_softmax(node: onnx.NodeProto, grads: list[str | None],
+                    em: Emitter) -> list[str | None]:
+    """com.microsoft QLinearSoftmax (X, x_scale, x_zero, y_scale, y_zero; axis, opset): the
+    Softmax rule at dequantized X. No saturation mask: probabilities never leave [0, 1]."""
+    x, xs, xz, ys, _ = (_input(node, i) for i in range(5))
+    opset = attribute(node, "opset", 13)
+    axis = attribute(node, "axis", -1 if opset >= 13 else 1)
+    x_real = _real(em, x, xs, xz)
+    g = em.do("Div", grads[0], _param(em, ys))
+    if opset < 13:  # the old Softmax: over everything from `axis` on, as a [rows, columns] matrix
+        x_real = _register(em, em.do("Flatten", x_real, axis=axis), [None, None])
+        g, axis = em.do("Reshape", g, em.shape(x_real)), 1
+    fake = _stand_in("Softmax", node, [x_real], em, drop=("opset",), axis=axis)
+    fake.output[0] = _register(em, em.do("Softmax", x_real, axis=axis), em.dims(x_real))
+    gx = _float_rule("Softmax", fake, g, em)[0]
+    return [_input_grad(em, gx if opset >= 13 else em.reshape_like(gx, x), x, xs)]
+
+
 @rule("QLinearConcat", inputs=None)
 @_tidy
 def qlinear_concat(node: onnx.NodeProto, grads: list[str | None],
