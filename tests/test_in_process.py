@@ -1,4 +1,4 @@
-"""The core API in-process: what the service does, without gRPC (DESIGN: in-process is first-class)."""
+"""The core API in-process: what the service does, without gRPC (in-process is first-class: docs/ARCHITECTURE.md)."""
 
 import numpy as np
 import onnxruntime as ort

@@ -2,7 +2,7 @@
 
 Original outputs stay first and unchanged. Graph inputs and initializers go through an
 Identity node (onnxruntime mishandles an output that is also an input). With `as_float16`,
-each float32 tensor is returned through Cast(FLOAT16) inside the graph (probes.md: 30x faster
+each float32 tensor is returned through Cast(FLOAT16) inside the graph (docs/probes.md: 30x faster
 than numpy's astype), under a derived output name.
 """
 

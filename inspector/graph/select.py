@@ -1,7 +1,7 @@
 """Turn user selectors (tensor, node, op type or "all") into tensor names, in graph order.
 
 Default selection (no selectors): the float-typed "feature" tensors a person wants to look at, chosen so
-exposing them keeps onnxruntime's fusions (probes.md section 1):
+exposing them keeps onnxruntime's fusions (docs/probes.md section 1):
 - outputs of activations (Relu, Clip, Sigmoid, HardSwish, ...), pools, Add/Sum/Concat merges;
 - gated products Mul(x, Sigmoid/HardSigmoid(..)) (SiLU, hard-swish, squeeze-excitation), while
   the gate itself is skipped when it only feeds such products;

@@ -169,10 +169,12 @@ class Run:
                 total[row] += np.tensordot(w[pick], grads[pick], axes=1)
         return total.astype(np.float32)
 
-    def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0) -> np.ndarray:
-        """x[rows] * m + baseline * (1 - m) for spatial maps m [M, H, W] (broadcast over channels)."""
+    def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0,
+              x: np.ndarray | None = None) -> np.ndarray:
+        """x[rows] * m + baseline * (1 - m) for spatial maps m [M, H, W] (broadcast over channels);
+        x defaults to the run's batch."""
         m = maps[..., None] if self.layout == "NHWC" else maps[:, None]
-        x = self.x[rows]
+        x = (self.x if x is None else x)[rows]
         return (x * m + np.asarray(baseline, np.float32) * (1.0 - m)).astype(self.x.dtype)
 
     def to_spatial(self, attribution: np.ndarray, how: str) -> np.ndarray:

@@ -25,16 +25,11 @@ class ScoreCAM(BaseCAM):
         def masked(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
             flat = c.act.reshape(n * ch, *c.act.shape[2:])[i0:i1]
             masks = scale_maps(upsample(flat, c.run.size))
-            return _blend(c, masks, rows[i0:i1]), rows[i0:i1]
+            return c.run.blend(masks, rows[i0:i1], x=c.x), rows[i0:i1]
 
         scores = c.run.scores(n * ch, masked, positive_int(c.params, "batch_size")).reshape(n, ch)
         scores = scores - scores.max(axis=1, keepdims=True)
         return (np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _blend(c: CamInput, masks: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    m = masks[..., None] if c.run.layout == "NHWC" else masks[:, None]
-    return (c.x[rows] * m).astype(c.x.dtype)
 
 
 class AblationCAM(BaseCAM):

@@ -1,4 +1,4 @@
-"""onnxruntime exceptions in our own words (probes.md section 5).
+"""onnxruntime exceptions in our own words (docs/probes.md section 5).
 
 ORT exception classes share no base and their text carries absolute paths and C++ source
 locations; clients get a sentence naming what went wrong, never that text verbatim.

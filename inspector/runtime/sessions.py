@@ -1,6 +1,6 @@
 """onnxruntime sessions, created once per key and shared: an LRU cache plus a thin Session wrapper.
 
-Options follow probes.md: ORT_ENABLE_ALL, and no intra-op spinning so several live sessions
+Options follow docs/probes.md: ORT_ENABLE_ALL, and no intra-op spinning so several live sessions
 on few cores do not slow each other down 2x. Feeds are checked before ORT sees them, so a
 wrong input gets a sentence naming the input, the expected and the actual dtype or shape.
 """
@@ -60,7 +60,7 @@ class Session:
             watcher.start()
         try:
             values = self.inner.run(names, feeds, options)
-        except Exception as exc:  # ORT's exception classes share no base (probes.md section 5)
+        except Exception as exc:  # ORT's exception classes share no base (docs/probes.md section 5)
             if options.terminate:
                 raise errors.Cancelled("the call was cancelled; the model run was stopped") from None
             raise run_error(exc) from None

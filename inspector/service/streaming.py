@@ -15,7 +15,7 @@ from inspector.v1 import inspector_pb2 as pb
 if TYPE_CHECKING:
     from inspector.service.shared_memory import SharedMemory
 
-# probes.md: 1 MiB chunks are the throughput sweet spot on loopback and keep RSS flat.
+# docs/probes.md: 1 MiB chunks are the throughput sweet spot on loopback and keep RSS flat.
 DEFAULT_CHUNK = 1 << 20
 _OVERHEAD = 4096  # item header and framing, generously
 

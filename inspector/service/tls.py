@@ -1,4 +1,4 @@
-"""TLS and mutual TLS credentials from PEM files, for the server and for clients."""
+"""TLS and mutual TLS credentials for the server from PEM files (the client builds its own)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,3 @@ def server_credentials(cert: Path | str, key: Path | str,
     root = _read(client_ca, "client CA")
     return grpc.ssl_server_credentials([pair], root_certificates=root,
                                        require_client_auth=root is not None)
-
-
-def channel_credentials(ca: Path | str | None = None, cert: Path | str | None = None,
-                        key: Path | str | None = None) -> grpc.ChannelCredentials:
-    """Client TLS: trust `ca` (None: the system roots); `cert`+`key` for mutual TLS."""
-    if (cert is None) != (key is None):
-        raise ValueError("give both a client certificate and its key for mutual TLS, or neither")
-    return grpc.ssl_channel_credentials(root_certificates=_read(ca, "CA"),
-                                        private_key=_read(key, "TLS key"),
-                                        certificate_chain=_read(cert, "TLS certificate"))

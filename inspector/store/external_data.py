@@ -1,6 +1,6 @@
 """External-data files an ONNX model references, checked to stay inside the model's folder.
 
-onnx.load(..., load_external_data=False) checks nothing (probes.md section 5), so the store
+onnx.load(..., load_external_data=False) checks nothing (docs/probes.md section 5), so the store
 refuses absolute locations, ".." and symlinks that leave the folder before copying anything.
 """
 

@@ -1,6 +1,6 @@
 """Untrusted models: static checks, then a first load and one run in a child process.
 
-Policy for onnx.checker (probes.md): the checker refuses some models onnxruntime runs
+Policy for onnx.checker (docs/probes.md): the checker refuses some models onnxruntime runs
 (graph outputs or value_info without a type/shape, strict shape inference). Those findings
 become warnings and the trial run decides; every other checker finding refuses the model.
 The child runs under an address-space limit and a time limit, so a model that crashes,
