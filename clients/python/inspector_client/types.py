@@ -201,7 +201,7 @@ class Weights(Result, _Named):
     _main = "tensors"
 
     def to_wire(self) -> Wire:
-        w = self._wire({"weights": self.layers})
+        w = self._wire({"weights": [{"initializer": k, **v} for k, v in self.layers.items()]})  # ordered
         for name in self.layers:
             if name in self.tensors:
                 w.add("weight", name, self.tensors[name])
@@ -215,8 +215,10 @@ class Weights(Result, _Named):
 
     @classmethod
     def from_wire(cls, w: Wire) -> Weights:
-        return cls(w.group("weight"), w.group("png"), w.group("histogram"), w.nested("stats"),
-                   dict(w.info.get("weights", {})), **cls._meta(w))
+        layers = {e["initializer"]: {k: v for k, v in e.items() if k != "initializer"}
+                  for e in w.info.get("weights", [])}
+        return cls(w.group("weight"), w.group("png"), w.group("histogram"), w.nested("stats"), layers,
+                   **cls._meta(w))
 
 
 @dataclass(eq=False)
@@ -296,7 +298,7 @@ class Explanation(Result):
                    attribution=w.group("attribution").get("attribution"),
                    overlay_png=w.by_image("overlay"), score=list(i.get("score", [])),
                    score_after=i.get("score_after"), layers=list(i.get("layers", [])),
-                   targets=list(i.get("targets", [])), params=dict(i.get("params", {})),
+                   targets=list(i.get("targets", [])), params=_whole(dict(i.get("params", {}))),
                    extras=w.group("extra"), **cls._meta(w))
 
 
@@ -452,6 +454,18 @@ def _plain(value):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
+    return value
+
+
+def _whole(value):
+    """JSON numbers as they were sent: a Struct carries only floats, so integral ones become ints
+    (samples=2, not 2.0), as the server reads request parameters."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
     return value
 
 
