@@ -126,8 +126,8 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
             continue
         path = f"cam_{file_name(method)}.png"
         (out / path).write_bytes(exp.overlay_png[0])
-        figures.append((path, f"{method} for {label} at {', '.join(exp.layer) or 'input'}"))
-        report[method] = {"score": exp.score, "layer": exp.layer}
+        figures.append((path, f"{method} for {label} at {', '.join(exp.layers) or 'input'}"))
+        report[method] = {"score": exp.score, "layer": exp.layers}
     sections.append(_gallery(f"Where the detector looked for {label}", figures))
 
     figures = []
@@ -139,7 +139,7 @@ def _inspect(client, model_file: Path, spec: dict, out: Path, steps: int) -> str
 
         images = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in result.pngs]
         (out / "maximize.png").write_bytes(tile_images(images, labels=[f"ch {i}" for i in range(8)]))
-        gains = result.final_objective / np.maximum(np.abs(result.initial_objective), 1e-12)
+        gains = result.gain
         figures.append(("maximize.png", f"{MAX_LAYER}, channels 0-7, {steps} steps; objective gain "
                         + ", ".join(f"{g:.0f}x" for g in gains)))
     except Exception as exc:
