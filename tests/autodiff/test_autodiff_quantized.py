@@ -277,8 +277,6 @@ def test_every_straight_through_op_has_a_rule():
     assert STRAIGHT_THROUGH <= set(RULES)
 
 
-@pytest.mark.xfail(reason="rules/resize.py builds its identity matrix in the forward tensor's "
-                   "type (em.dtype); on an int8 tensor that must be em.grad_dtype", strict=False)
 def test_resize_on_a_quantized_tensor(tmp_path):
     """QOperator keeps Resize on int8 (FPN / U-Net upsampling)."""
     inits = {"conv1.weight": _weights(4, 3, 3, 3), "fc.weight": _weights(5, 4 * 16 * 16),

@@ -94,16 +94,6 @@ def identity(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list
     return [grads[0]]
 
 
-@rule("QuantizeLinear", "DequantizeLinear")
-def straight_through(node: onnx.NodeProto, grads: list[str | None],
-                     em: Emitter) -> list[str | None]:
-    """Straight-through estimator: Q and DQ pass the gradient of the real value unchanged."""
-    g = grads[0]
-    if node.op_type == "DequantizeLinear":
-        return [g]
-    return [em.cast_like(g, node.input[0])]
-
-
 @rule("Cast", "CastLike")
 def cast(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     return [em.cast_like(grads[0], node.input[0])]

@@ -14,7 +14,7 @@ from ..registry import attribute, rule
 def _axis_matrix(node: onnx.NodeProto, em: Emitter, axis: int, size: str) -> str:
     """Resize of eye(size) (as [1,1,n,n]) along one axis: [1,1,out,n] for H, [1,1,n,out] for W."""
     x = node.input[0]
-    zero = helper.make_tensor("zero", em.dtype(x), [1], [0])
+    zero = helper.make_tensor("zero", em.grad_dtype(x), [1], [0])  # float for quantized (int8) tensors
     square = em.do("ConstantOfShape", em.do("Concat", size, size, axis=0), value=zero)
     eye = em.do("Reshape", em.do("EyeLike", square), em.do(
         "Concat", em.const([1, 1]), size, size, axis=0))
