@@ -26,8 +26,9 @@ from inspector_client.types import (
     Weights,
 )
 
+from inspector import errors
 from inspector.config import InspectorConfig
-from inspector.inputs import InputData, as_input
+from inspector.inputs import InputData, PreparedInput, as_input
 from inspector.models import LoadedModel, OpenModels
 
 
@@ -95,8 +96,9 @@ class Inspector:
 
     # ---- inspection calls ---------------------------------------------------------------
     def infer(self, ref: str, x, *, preprocess: dict | None = None) -> Inference:
-        loaded, batch = self._batch(ref, x, preprocess)
-        outputs = loaded.access.forward(batch)
+        loaded, prepared = self._prepared(ref, x, preprocess)
+        with held(loaded, prepared):
+            outputs = loaded.access.forward(prepared.x)
         return Inference({n: outputs[n] for n in loaded.access.output_names}, **loaded.meta())
 
     def feature_maps(self, ref: str, x, layers: Sequence[str] | None = None, *, raw: bool = True,
@@ -108,10 +110,11 @@ class Inspector:
         from inspector.graph.select import resolve_tensors
         from inspector.imaging.render import channel_stats, render_feature_grid
 
-        loaded, batch = self._batch(ref, x, preprocess)
+        loaded, prepared = self._prepared(ref, x, preprocess)
         access = loaded.access
         names = access.memo(("select", tuple(layers or ())), lambda: resolve_tensors(loaded.model, layers))
-        values = access.forward_exposed(batch, names, float16=float16)
+        with held(loaded, prepared):
+            values = access.forward_exposed(prepared.x, names, float16=float16)
         render = given(cmap=cmap, normalize=normalize, top_k=top_k,
                        channels=tuple(channels) if channels else None)
         result = FeatureMaps(names=list(names), **loaded.meta())
@@ -155,8 +158,9 @@ class Inspector:
         from inspector.methods.base import as_target
         from inspector.methods.run import gradients
 
-        loaded, batch = self._batch(ref, x, preprocess)
-        result = gradients(loaded.access, batch, wrt, as_target(target), policy)
+        loaded, prepared = self._prepared(ref, x, preprocess)
+        with held(loaded, prepared):
+            result = gradients(loaded.access, prepared.x, wrt, as_target(target), policy)
         return dataclasses.replace(result, **loaded.meta())
 
     def explain(self, ref: str, x, method: str | None = None, target=None,
@@ -170,13 +174,13 @@ class Inspector:
         from inspector.methods import get_method
         from inspector.methods.base import as_target
 
-        loaded = self.models.get(ref)
-        prepared = self.models.prepare(loaded, as_input(x, preprocess))
+        loaded, prepared = self._prepared(ref, x, preprocess)
         impl = get_method(method)
         layers = [layers] if isinstance(layers, str) else layers
         tensors = resolve_tensors(loaded.model, list(layers)) if layers else None  # node names too
-        exp = impl.explain(loaded.access, prepared.x, as_target(target), tensors,
-                           **{**(params or {}), **more_params})
+        with held(loaded, prepared):
+            exp = impl.explain(loaded.access, prepared.x, as_target(target), tensors,
+                               **{**(params or {}), **more_params})
         pngs = [render_overlay(prepared.display(i), exp.heatmap[i], **given(cmap=cmap, alpha=alpha))
                 for i in range(exp.heatmap.shape[0])] if overlay else []
         return dataclasses.replace(exp, overlay_png=pngs, **loaded.meta())
@@ -192,9 +196,10 @@ class Inspector:
 
         if target is None and isinstance(explanation, Explanation):
             target = target_from_names(explanation.targets)
-        loaded, batch = self._batch(ref, x, preprocess)
-        values = evaluate(loaded.access, batch, explanation, metrics, target=as_target(target),
-                          **{**(params or {}), **more_params})
+        loaded, prepared = self._prepared(ref, x, preprocess)
+        with held(loaded, prepared):
+            values = evaluate(loaded.access, prepared.x, explanation, metrics, target=as_target(target),
+                              **{**(params or {}), **more_params})
         return Evaluation(values, **loaded.meta())
 
     def methods(self) -> list[dict]:
@@ -241,16 +246,28 @@ class Inspector:
         from inspector.audit.request import run
 
         loaded = self.models.get(ref)
-        gen = run(loaded.access, loaded.name or loaded.id[:12],
-                  lambda b: self.models.prepare(loaded, as_input(b, preprocess)).x, batches, layers=layers,
+
+        def prepare(batch) -> np.ndarray:
+            prepared = self.models.prepare(loaded, as_input(batch, preprocess))
+            if prepared.others:
+                raise errors.InvalidArgument("audits take the image input only; a model with several "
+                                             "inputs is audited through its image input alone", field="batch")
+            return prepared.x
+
+        gen = run(loaded.access, loaded.name or loaded.id[:12], prepare, batches, layers=layers,
                   labels=labels, resume_state=resume_state, checkpoint_every=checkpoint_every,
                   columnar=columnar)
         return _stamped(gen, loaded)
 
     # ---- internals ----------------------------------------------------------------------
-    def _batch(self, ref: str, x, preprocess: dict | None) -> tuple[LoadedModel, np.ndarray]:
+    def _prepared(self, ref: str, x, preprocess: dict | None) -> tuple[LoadedModel, PreparedInput]:
         loaded = self.models.get(ref)
-        return loaded, self.models.prepare(loaded, as_input(x, preprocess)).x
+        return loaded, self.models.prepare(loaded, as_input(x, preprocess))
+
+
+def held(loaded: LoadedModel, prepared: PreparedInput):
+    """Runs inside hold the model's other inputs fixed (models with several inputs)."""
+    return loaded.access.holding(prepared.others)
 
 
 def _stamped(gen: Generator, loaded: LoadedModel) -> Generator:

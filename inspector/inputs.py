@@ -19,12 +19,14 @@ class InputData:
     tensor: np.ndarray | None = None
     images: Sequence[bytes] | None = None
     preprocess: dict | None = None  # per-request override: only the fields the caller set
+    named: dict[str, InputData] | None = None  # several inputs by name (then no tensor/images)
 
 
 @dataclass(frozen=True)
 class PreparedInput:
     x: np.ndarray  # the model's input batch
     spec: object | None  # imaging.preprocess.ResolvedSpec (for tensors too, when one resolves)
+    others: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # other inputs, held fixed
 
     def display(self, i: int) -> np.ndarray:
         """Image i in display space (uint8 HxWx3) for overlays; min-max scaled without a spec."""
@@ -58,9 +60,37 @@ def spec_from_dict(data: dict | None) -> PreprocessSpec:
     return PreprocessSpec(**data)
 
 
+def prepare_inputs(inp: InputData, inputs: Sequence[TensorInfo], stored_spec: dict | None,
+                   **limits: int) -> PreparedInput:
+    """The image input (inputs[0]) prepared, and with inputs by name every other one too (a
+    tensor as is, images by their own input's default spec)."""
+    if not inp.named:
+        return prepare_input(inp, inputs[0], stored_spec, **limits)
+    known = {i.name: i for i in inputs}
+    unknown = sorted(set(inp.named) - set(known))
+    if unknown:
+        raise errors.InvalidArgument(f"the model has no input(s) {unknown}; its inputs are {list(known)}",
+                                     field="input")
+    image = inputs[0].name
+    if image not in inp.named:
+        raise errors.InvalidArgument(f"inputs by name need the image input '{image}' (methods attribute to "
+                                     f"it); got {sorted(inp.named)}", field="input")
+    first = inp.named[image]
+    if inp.preprocess:
+        first = InputData(first.tensor, first.images, {**inp.preprocess, **(first.preprocess or {})})
+    prepared = prepare_input(first, inputs[0], stored_spec, **limits)
+    for name, other in inp.named.items():
+        if name != image:
+            prepared.others[name] = prepare_input(other, known[name], None, **limits).x
+    return prepared
+
+
 def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | None,
                   *, max_batch: int, max_pixels: int, max_bytes: int) -> PreparedInput:
     """Decode + preprocess images, or check a raw tensor; the batch size is bounded."""
+    if inp.named:
+        raise errors.InvalidArgument("inputs by name nest no further: give each input a tensor or images",
+                                     field="input")
     from inspector.imaging.preprocess import preprocess_images, resolve_spec
 
     spec_dict = {**(stored_spec or {}), **(inp.preprocess or {})}
@@ -102,10 +132,9 @@ def as_input(x, preprocess: dict | None = None) -> InputData:
     from pathlib import Path
 
     if isinstance(x, dict):
-        if len(x) != 1:
-            raise errors.InvalidArgument(f"inputs by name {sorted(x)}: this model takes one input; give "
-                                         "it alone", field="input")
-        x = next(iter(x.values()))
+        if not x:
+            raise errors.InvalidArgument("no inputs were given", field="input")
+        return InputData(preprocess=preprocess, named={str(k): as_input(v) for k, v in x.items()})
     if isinstance(x, InputData):
         if preprocess:
             return InputData(x.tensor, x.images, {**preprocess, **(x.preprocess or {})})

@@ -13,6 +13,7 @@ and its errors name the N the caller sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -91,6 +92,10 @@ class ModelAccess(Protocol):
                       fetch: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """backward() seeded by each image's top-1 class of `start` ([N, K]), in one run where
         possible: (gradients by wrt name, forward values of `start` and of `fetch`)."""
+
+    def holding(self, others: dict[str, np.ndarray]) -> AbstractContextManager:
+        """A block in which every run also feeds `others` to the model inputs besides the image
+        input (`input_name`): one row shared by every image, or one row per image of the run."""
 
     def check_cancelled(self) -> None:
         """Raise errors.Cancelled if the caller has gone away; long loops call it each step."""

@@ -18,7 +18,7 @@ import onnx
 from inspector import errors
 from inspector.config import InspectorConfig
 from inspector.domain import ModelInfo
-from inspector.inputs import InputData, PreparedInput, prepare_input, spec_from_dict, spec_to_dict
+from inspector.inputs import InputData, PreparedInput, prepare_inputs, spec_from_dict, spec_to_dict
 
 log = logging.getLogger("inspector")
 
@@ -184,9 +184,9 @@ class OpenModels:
     def prepare(self, loaded: LoadedModel, inp: InputData) -> PreparedInput:
         """The request's input as the model's input batch, within the configured limits."""
         c = self.config
-        return prepare_input(inp, loaded.description.inputs[0], loaded.metadata.get("preprocess"),
-                             max_batch=c.max_batch, max_pixels=c.max_image_pixels,
-                             max_bytes=c.max_image_bytes)
+        return prepare_inputs(inp, loaded.description.inputs, loaded.metadata.get("preprocess"),
+                              max_batch=c.max_batch, max_pixels=c.max_image_pixels,
+                              max_bytes=c.max_image_bytes)
 
 
 def _metadata(preprocess: dict | None, providers: Sequence[str]) -> dict:

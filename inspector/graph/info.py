@@ -98,11 +98,12 @@ def describe_model(model: onnx.ModelProto) -> ModelDescription:
     infos = value_infos(model)
     consts = Constants(graph)
     inits = set(consts.initializers)
+    by_name = {i.name: i for i in graph.input}
     layers = tuple(_layer(name, node, infos, consts) for name, node in zip(
         node_names(model), graph.node, strict=True))
     return ModelDescription(
-        inputs=tuple(tensor_info(i.name, infos.get(i.name, i)) for i in graph.input
-                     if i.name not in inits),
+        inputs=tuple(tensor_info(name, infos.get(name, by_name[name]))
+                     for name in image_first(model, [i.name for i in graph.input if i.name not in inits])),
         outputs=tuple(tensor_info(o.name, infos.get(o.name, o)) for o in graph.output),
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
         producer=f"{model.producer_name} {model.producer_version}".strip(),
@@ -139,3 +140,19 @@ def weight_inputs(node: onnx.NodeProto, consts: Constants) -> list[str]:
     if not consts.root(node.input[1]):
         return []
     return [i for i in node.input[1:3] if i and consts.root(i)]
+
+
+def image_first(model: onnx.ModelProto, names: list[str]) -> list[str]:
+    """Model inputs with the image input first: the first of rank 4 (then rank 3) holding
+    numbers, else the first input. Methods attribute to it; the other inputs are held fixed."""
+    info = {i.name: i.type.tensor_type for i in model.graph.input}
+
+    def rank(name: str) -> int:
+        t = info[name]
+        return len(t.shape.dim) if t.HasField("shape") else -1
+
+    for wanted in (4, 3):
+        for name in names:
+            if rank(name) == wanted and info[name].elem_type != onnx.TensorProto.STRING:
+                return [name, *(n for n in names if n != name)]
+    return names

@@ -14,6 +14,8 @@ if so every variant is built from that freed model, else each call is split into
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -25,12 +27,14 @@ import onnx
 
 from inspector import errors
 from inspector.graph.expose import expose_tensors
+from inspector.graph.info import image_first
 from inspector.runtime import batching
 from inspector.runtime.cancellation import cancellation_active, is_cancelled, raise_if_cancelled
 from inspector.runtime.sessions import Session, SessionCache
 
 log = logging.getLogger(__name__)
 SEED = "\0seed"  # the seed's place among the batch-carrying feeds of backward()
+_HELD: contextvars.ContextVar[dict | None] = contextvars.ContextVar("held_inputs", default=None)  # id -> feeds
 
 
 class OrtModelAccess:
@@ -53,7 +57,7 @@ class OrtModelAccess:
         self._memo: dict[tuple, object] = {}
         self._used: tuple[str, ...] = ()
         self._initializers = frozenset(i.name for i in model.graph.initializer)
-        self._inputs = [i.name for i in model.graph.input if i.name not in self._initializers]
+        self._inputs = image_first(model, [i.name for i in model.graph.input if i.name not in self._initializers])
         self._outputs = tuple(o.name for o in model.graph.output)
         self._shapes = batching.declared_shapes(model)
         self._batch = batching.fixed_batch(model, self._inputs[0]) if self._inputs else None
@@ -123,7 +127,54 @@ class OrtModelAccess:
 
     def _run(self, session: Session, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
         self._used = session.providers
+        missing = [n for n in session.input_names if n not in feeds]
+        if missing:
+            feeds = {**feeds, **self._held(missing, feeds.get(self.input_name))}
         return session.run(feeds, outputs, cancelled=is_cancelled if cancellation_active() else None)
+
+    # --- models with several inputs: the others are held fixed -------------------------------
+
+    @contextlib.contextmanager
+    def holding(self, others: dict[str, np.ndarray]):
+        """Within this block (this thread or task), every run feeds `others` to the model inputs
+        besides the image input: methods attribute to the image input and hold these fixed."""
+        unknown = sorted(set(others) - set(self._inputs))
+        if unknown:
+            raise errors.InvalidArgument(f"the model has no input(s) {unknown}; its inputs are "
+                                         f"{self._inputs}", field="input")
+        if self.input_name in others:
+            raise errors.InvalidArgument(f"'{self.input_name}' is the image input; send it as the input, "
+                                         "the others by name", field="input")
+        token = _HELD.set({**(_HELD.get() or {}), id(self): dict(others)})
+        try:
+            yield self
+        finally:
+            _HELD.reset(token)
+
+    def _held(self, missing: list[str], image: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The held inputs a run needs, one row each repeated to the image batch where the input
+        has a batch dimension; a clear error for inputs nobody gave."""
+        held = (_HELD.get() or {}).get(id(self), {})
+        absent = [n for n in missing if n not in held]
+        if absent:
+            raise errors.InvalidArgument(
+                f"the model also takes input(s) {absent} besides the image input '{self.input_name}'; "
+                f"give every input by name, e.g. x = {{'{self.input_name}': image, '{absent[0]}': array}}",
+                field="input")
+        rows = None if image is None or image.ndim == 0 else len(image)
+        out = {}
+        for name in missing:
+            v = np.asarray(held[name])
+            dims = self._shapes.get(name) or ()
+            batched = bool(dims) and not isinstance(dims[0], int)  # a symbolic leading dim
+            if rows is not None and batched and v.ndim and len(v) != rows:
+                if len(v) != 1:
+                    raise errors.InvalidArgument(
+                        f"input '{name}' has {len(v)} rows but this run has {rows} images; hold it fixed "
+                        "with one row (shared by every image) or one row per image sent", field="input")
+                v = np.repeat(v, rows, axis=0)
+            out[name] = v
+        return out
 
     def session_for_outputs(self, names: Sequence[str], *, float16: bool = False) -> tuple[Session, dict[str, str]]:
         """The session exposing `names` (beyond the graph outputs) and name -> output name."""
@@ -345,3 +396,4 @@ class OrtModelAccess:
         feeds = {self.input_name: x, SEED: np.ascontiguousarray(seed, np.float32)}
         fetched_constants = {n for n in fetch if n in self._initializers and n not in wrt}
         return self._batched(x, feeds, run, constant=fetched_constants)
+

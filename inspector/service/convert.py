@@ -38,6 +38,11 @@ preprocess_to_dict = preprocess_from_message
 def input_to_domain(msg: pb.Input) -> InputData:
     source = msg.WhichOneof("source")
     override = preprocess_to_dict(msg.preprocess) if msg.HasField("preprocess") else None
+    if msg.named:
+        if source is not None:
+            raise errors.InvalidArgument("give either input.named (every input by name) or one "
+                                         "tensor/images input, not both", field="input.named")
+        return InputData(preprocess=override, named={k: input_to_domain(v) for k, v in msg.named.items()})
     if source == "tensor":
         return InputData(tensor=tensor_to_numpy(msg.tensor, "input.tensor"), preprocess=override)
     if source == "images":

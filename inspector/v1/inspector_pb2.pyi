@@ -44,14 +44,23 @@ class ImageBatch(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Input(_message.Message):
-    __slots__ = ("tensor", "images", "preprocess")
+    __slots__ = ("tensor", "images", "preprocess", "named")
+    class NamedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Input
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Input, _Mapping]] = ...) -> None: ...
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
+    NAMED_FIELD_NUMBER: _ClassVar[int]
     tensor: Tensor
     images: ImageBatch
     preprocess: Preprocess
-    def __init__(self, tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ...) -> None: ...
+    named: _containers.MessageMap[str, Input]
+    def __init__(self, tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., named: _Optional[_Mapping[str, Input]] = ...) -> None: ...
 
 class Dim(_message.Message):
     __slots__ = ("size", "param")

@@ -315,10 +315,12 @@ def _read(item: bytes | str | os.PathLike) -> bytes:
 
 def _input(x: Input, preprocess: dict | None) -> pb.Input:
     msg = pb.Input()
-    if isinstance(x, dict):
-        if len(x) != 1:
-            raise ValueError(f"inputs by name {sorted(x)}: give the model's one input")
-        x = next(iter(x.values()))
+    if isinstance(x, dict):  # every input by name: the server knows which is the image
+        for name, value in x.items():
+            msg.named[str(name)].CopyFrom(_input(value, None))
+        if preprocess:
+            msg.preprocess.CopyFrom(_preprocess(preprocess))
+        return msg
     if isinstance(x, list | tuple) and x and all(isinstance(i, np.ndarray) for i in x):
         x = np.stack(x)
     if isinstance(x, np.ndarray):
