@@ -161,7 +161,11 @@ class Inspector:
         loaded, prepared = self._prepared(ref, x, preprocess)
         with held(loaded, prepared):
             result = gradients(loaded.access, prepared.x, wrt, as_target(target), policy)
-        return dataclasses.replace(result, **loaded.meta())
+        notes = _quantized_note(loaded) + [
+            f"image {i}: the gradient with respect to '{name}' is zero everywhere (the target does not "
+            "change with it here, e.g. dead ReLUs or saturated quantization); check the target"
+            for name, g in result.gradients.items() for i in range(len(g)) if not np.any(g[i])]
+        return _noted(dataclasses.replace(result, **loaded.meta()), notes)
 
     def explain(self, ref: str, x, method: str | None = None, target=None,
                 layers: str | Sequence[str] | None = None, params: dict | None = None, *,
@@ -183,7 +187,11 @@ class Inspector:
                                **{**(params or {}), **more_params})
         pngs = [render_overlay(prepared.display(i), exp.heatmap[i], **given(cmap=cmap, alpha=alpha))
                 for i in range(exp.heatmap.shape[0])] if overlay else []
-        return dataclasses.replace(exp, overlay_png=pngs, **loaded.meta())
+        notes = (_quantized_note(loaded) if impl.uses_gradients else []) + [
+            f"image {i}: the heatmap is constant: the method found no evidence for the target here "
+            "(try another layer, target or method)"
+            for i in range(len(exp.heatmap)) if not np.ptp(exp.heatmap[i]) > 0]
+        return _noted(dataclasses.replace(exp, overlay_png=pngs, **loaded.meta()), notes)
 
     def evaluate(self, ref: str, x, explanation, metrics: Sequence[str] | None = None, target=None,
                  params: dict | None = None, *, preprocess: dict | None = None, **more_params) -> Evaluation:
@@ -268,6 +276,24 @@ class Inspector:
 def held(loaded: LoadedModel, prepared: PreparedInput):
     """Runs inside hold the model's other inputs fixed (models with several inputs)."""
     return loaded.access.holding(prepared.others)
+
+
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QGemm",
+                           "DynamicQuantizeLSTM"})
+
+
+def _quantized_note(loaded: LoadedModel) -> list[str]:
+    """The straight-through estimator, said where it was used."""
+    ops = loaded.access.memo(("quantized ops",), lambda: sorted(
+        {n.op_type for n in loaded.model.graph.node if n.op_type in QUANTIZED_OPS or n.op_type.startswith("QLinear")}))
+    if not ops:
+        return []
+    return [f"gradients pass the quantized ops ({', '.join(ops)}) by the straight-through estimator: each "
+            "is differentiated as its dequantized float equivalent, zero where quantization saturates"]
+
+
+def _noted(result, notes: list[str]):
+    return dataclasses.replace(result, warnings=[*result.warnings, *notes]) if notes else result
 
 
 def _stamped(gen: Generator, loaded: LoadedModel) -> Generator:
