@@ -23,13 +23,15 @@ def image_spec(stored: dict | None, input_info, size=None):
     from inspector.inputs import spec_from_dict
 
     spec = dict(stored or {})
-    if size is not None:
-        spec["resize"] = (int(size), int(size)) if isinstance(size, int | float) else tuple(size)
+    fixed = resolve_spec(spec_from_dict({**spec, "resize": DEFAULT_SIZE, "crop": None}), input_info).size
+    if size is not None:  # the model's fixed height/width win; `size` sets the free ones
+        wanted = (int(size), int(size)) if isinstance(size, int | float) else tuple(int(s) for s in size)
+        spec["resize"] = tuple(f or w for f, w in zip(fixed, wanted, strict=True))
         spec.pop("crop", None)
     try:
         return resolve_spec(spec_from_dict(spec), input_info)
-    except errors.InvalidArgument:  # a dynamic input size and no resize: the default size
-        spec["resize"], spec["crop"] = DEFAULT_SIZE, None
+    except errors.InvalidArgument:  # a dynamic input size and no resize: the default where free
+        spec["resize"], spec["crop"] = tuple(f or d for f, d in zip(fixed, DEFAULT_SIZE, strict=True)), None
         return resolve_spec(spec_from_dict(spec), input_info)
 
 
@@ -71,7 +73,7 @@ def run(access, stored_spec: dict | None, input_info, layer: str | None, channel
     params = dict(params or {})
     size = params.pop("size", None)
     spec = image_spec(stored_spec, input_info, size)
-    size = size or (spec.crop or spec.resize or spec.size)
+    size = spec.crop or spec.resize or spec.size
     size = (int(size), int(size)) if isinstance(size, int | float) else tuple(int(s) for s in size)
     config = config_from(objective, steps, preview_every, params)
     tensor = resolve_tensors(access.graph, [layer])[0] if layer else ""  # "": the loop's choice
