@@ -7,6 +7,8 @@ single forward+backward run serve Grad-CAM and saliency.
 
 from __future__ import annotations
 
+import dataclasses
+
 import onnx
 from onnx import TensorProto, helper
 
@@ -40,8 +42,10 @@ def seed_from_top1(gm: GradientModel, start: str) -> GradientModel:
     ]
     graph.initializer.extend([
         helper.make_tensor(f"{p}_last", TensorProto.INT64, [1], [-1]),
+        # the seed input's own type (float32: the gradient model Casts it to the type of start)
         helper.make_tensor(f"{p}_values", seeds[0].type.tensor_type.elem_type, [2], [0.0, 1.0]),
     ])
     for offset, node in enumerate(nodes, start=producer + 1):
         graph.node.insert(offset, node)
-    return GradientModel(model, gm.seed_input, dict(gm.gradient_outputs), dict(gm.fetch_outputs))
+    return dataclasses.replace(gm, model=model, gradient_outputs=dict(gm.gradient_outputs),
+                               fetch_outputs=dict(gm.fetch_outputs))

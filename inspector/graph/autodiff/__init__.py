@@ -3,6 +3,14 @@
 onnxruntime runs inference graphs only, so gradients come from a backward graph generated
 here, one VJP rule per op type (rules/). The seed is a graph input, so one model serves
 every target; only the part between the `wrt` tensors and `start` is differentiated.
+
+Dtypes: the backward runs in the forward tensors' own types (float16 and bfloat16 models get
+float16/bfloat16 gradients). The seed input and gradient outputs have those types too, unless
+`float32_edges` (what the runtime asks for): then the seed input is float32, Cast to the type of
+`start` in the graph, every gradient output is Cast to float32, and bfloat16 fetched values
+too (numpy has no bfloat16). Integer model inputs (images fed as uint8/int8) are differentiated
+through a straight-through Cast from a float32 copy of the input (see inputs.py);
+GradientModel.float_inputs names them.
 """
 
 from __future__ import annotations
@@ -11,12 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
 from ...errors import FailedPrecondition, InvalidArgument
 from . import rules  # noqa: F401  (registers every rule)
 from .assemble import assemble
 from .emitter import Emitter
+from .inputs import float_inputs, integer_inputs
 from .paths import check_names, find_path, tensor_names
 from .prepare import constant_tensors, default_opset, tensor_types, upgrade_opset
 from .registry import RULES
@@ -42,6 +51,9 @@ class GradientModel:
     seed_input: str                   # extra input holding the seed (shape of `start`)
     gradient_outputs: dict[str, str]  # wrt tensor name -> graph output holding its gradient
     fetch_outputs: dict[str, str]     # requested forward tensor name -> graph output name
+    # integer model inputs taken as float32 here (fed their integer values as float32): the
+    # gradient is the straight-through one of a Cast from the float value, see inputs.py
+    float_inputs: tuple[str, ...] = ()
 
 
 def supported_ops() -> list[str]:
@@ -61,7 +73,8 @@ def blocking_ops(model: onnx.ModelProto, start: str | None = None,
     inits = {t.name for t in graph.initializer}
     wrt = list(wrt) if wrt is not None else [
         next(i.name for i in graph.input if i.name not in inits)]
-    unruled = _unruled(model, start, wrt)
+    model, through = float_inputs(model, integer_inputs(model, wrt))
+    unruled = _unruled(model, start, wrt, through)
     if unruled:
         return unruled
     try:
@@ -71,15 +84,19 @@ def blocking_ops(model: onnx.ModelProto, start: str | None = None,
     return []
 
 
-def _unruled(model: onnx.ModelProto, start: str, wrt: Sequence[str]) -> list[tuple[str, str]]:
+def _unruled(model: onnx.ModelProto, start: str, wrt: Sequence[str],
+             through: set[str] = frozenset()) -> list[tuple[str, str]]:
     check_names(model.graph, start, wrt)
-    path = find_path(model.graph, start, wrt, tensor_types(model))
+    path = find_path(model.graph, start, wrt, tensor_types(model), through)
     return [(n.op_type, n.name or n.output[0]) for n in path.nodes if n.op_type not in RULES]
 
 
 def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str], *,
-                         policy: str = "standard", fetch: Sequence[str] = ()) -> GradientModel:
-    """A model returning d(sum(seed * start))/d(w) for each w in wrt, plus fetched tensors."""
+                         policy: str = "standard", fetch: Sequence[str] = (),
+                         float32_edges: bool = False) -> GradientModel:
+    """A model returning d(sum(seed * start))/d(w) for each w in wrt, plus fetched tensors.
+
+    float32_edges: a float32 seed input and float32 gradient outputs whatever the model's dtype."""
     if policy not in POLICIES:
         raise InvalidArgument(f"Unknown gradient policy '{policy}'; use one of "
                               f"{', '.join(POLICIES)}.", field="policy")
@@ -88,12 +105,14 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     for name in fetch:
         if name not in tensor_names(model.graph):
             raise InvalidArgument(f"The fetch tensor '{name}' is not in the model.", field="fetch")
-    blocking = _unruled(model, start, wrt)
+    integers = integer_inputs(model, wrt)
+    model, through = float_inputs(model, integers)
+    blocking = _unruled(model, start, wrt, through)
     if blocking:
         raise NotDifferentiable(blocking)
     model = upgrade_opset(model)
     types = tensor_types(model)
-    path = find_path(model.graph, start, wrt, types)
+    path = find_path(model.graph, start, wrt, types, through)
     em = Emitter(tensor_names(model.graph), types, default_opset(model), policy, path.needs,
                  constant_tensors(model))
     seed = em.fresh("gradient_seed")
@@ -101,14 +120,32 @@ def build_gradient_model(model: onnx.ModelProto, start: str, wrt: Sequence[str],
     # between onnx and onnxruntime); symbolic names and the rank are kept.
     dims = em.dims(start)
     dims = None if dims is None else [d if isinstance(d, str) else None for d in dims]
-    seed_info = helper.make_tensor_value_info(seed, em.dtype(start), dims)
-    grads = _backward(path.nodes, start, seed, em)
+    seed_type = TensorProto.FLOAT if float32_edges else em.dtype(start)
+    seed_info = helper.make_tensor_value_info(seed, seed_type, dims)
+    inner = em.grad_dtype(start) if float32_edges else seed_type
+    grads = _backward(path.nodes, start, _cast(em, seed, seed_type, inner, dims), em)
     gradient_outputs = {w: _output_name(em, f"{w}_grad") for w in wrt}
     fetch_outputs = {f: _output_name(em, f"{f}_value") for f in dict.fromkeys(fetch)}
-    outputs = [(_total(em, grads.get(w), w), gradient_outputs[w], w) for w in wrt]
-    outputs += [(f, out, f) for f, out in fetch_outputs.items()]
-    result = assemble(model, em, seed_info, outputs)
-    return GradientModel(result, seed, gradient_outputs, fetch_outputs)
+    outputs = [(_cast(em, _total(em, grads.get(w), w), em.grad_dtype(w),
+                      TensorProto.FLOAT if float32_edges else em.grad_dtype(w), em.dims(w)),
+                gradient_outputs[w]) for w in wrt]
+    outputs += [(_readable(em, f) if float32_edges else f, out) for f, out in fetch_outputs.items()]
+    result = assemble(model, em, seed_info, [(src, dst, src) for src, dst in outputs])
+    return GradientModel(result, seed, gradient_outputs, fetch_outputs, tuple(integers))
+
+
+def _cast(em: Emitter, x: str, have: int, want: int, dims) -> str:
+    """`x` (of type `have`) as type `want`, known to `em` (with `dims`) from now on."""
+    if have != want:
+        x = em.do("Cast", x, to=want)
+    em.types[x] = (want, dims)
+    return x
+
+
+def _readable(em: Emitter, name: str) -> str:
+    """A fetched forward tensor, as float32 when numpy has no type for it (bfloat16)."""
+    elem = em.dtype(name)
+    return _cast(em, name, elem, TensorProto.FLOAT if elem == TensorProto.BFLOAT16 else elem, em.dims(name))
 
 
 def _total(em: Emitter, parts: list[str] | None, like: str) -> str:
@@ -136,6 +173,7 @@ def _backward(nodes: list[onnx.NodeProto], start: str, seed: str,
             return None
         if len(parts) > 1:
             grads[name] = [em.do("Sum", *parts)]
+            em.types.setdefault(grads[name][0], (em.grad_dtype(name), None))
         return grads[name][0]
 
     for node in reversed(nodes):
@@ -150,4 +188,6 @@ def _backward(nodes: list[onnx.NodeProto], start: str, seed: str,
         for name, g in zip(node.input, in_grads, strict=False):
             if g is not None and em.needs(name):
                 grads.setdefault(name, []).append(g)
+                # rules may ask for the type of a gradient tensor (a mask on g, a constant like g)
+                em.types.setdefault(g, (em.grad_dtype(name), None))
     return grads

@@ -54,15 +54,20 @@ def check_names(graph: onnx.GraphProto, start: str, wrt: Sequence[str]) -> None:
 
 
 def find_path(graph: onnx.GraphProto, start: str, wrt: Sequence[str],
-              types: dict[str, tuple[int, object]]) -> Path:
-    """Nodes between `wrt` and `start` through differentiable float (or quantized) inputs."""
+              types: dict[str, tuple[int, object]], through: frozenset[str] | set[str] = frozenset()) -> Path:
+    """Nodes between `wrt` and `start` through differentiable float (or quantized) inputs.
+
+    `through` names integer tensors that still carry a gradient (the straight-through Cast of an
+    integer model input, see inputs.py).
+    """
     for w in wrt:
         elem = types.get(w, (0, None))[0]
         if elem and elem not in FLOAT_TYPES:
             raise InvalidArgument(
                 f"The wrt tensor '{w}' holds {TensorProto.DataType.Name(elem).lower()} values; "
-                "gradients are taken with respect to float tensors (a float model input, or the "
-                "output of a DequantizeLinear node).", field="wrt")
+                "gradients are taken with respect to float tensors (a model input, integer ones "
+                "through a straight-through Cast, or the output of a DequantizeLinear node).",
+                field="wrt")
     reached = set(wrt)
     for node in graph.node:
         live = {types.get(node.input[i], (0, None))[0] for i in differentiable_inputs(node)
@@ -71,7 +76,7 @@ def find_path(graph: onnx.GraphProto, start: str, wrt: Sequence[str],
             for out in node.output:
                 elem = types.get(out, (0, None))[0]
                 if out and (not elem or elem in FLOAT_TYPES or elem in live
-                            or node.op_type in STRAIGHT_THROUGH):
+                            or node.op_type in STRAIGHT_THROUGH or out in through):
                     reached.add(out)
     upstream = {start}
     for node in reversed(graph.node):
