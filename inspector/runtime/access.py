@@ -30,7 +30,7 @@ from inspector.graph.expose import expose_tensors
 from inspector.graph.info import image_first
 from inspector.runtime import batching
 from inspector.runtime.cancellation import cancellation_active, is_cancelled, raise_if_cancelled
-from inspector.runtime.sessions import Session, SessionCache
+from inspector.runtime.sessions import ORT_DTYPES, Session, SessionCache
 
 log = logging.getLogger(__name__)
 SEED = "\0seed"  # the seed's place among the batch-carrying feeds of backward()
@@ -314,6 +314,7 @@ class OrtModelAccess:
                 lambda: with_tensors_as_inputs(self._base(), names, fetch), self._providers)
             if self.input_name not in session.input_names:
                 feeds = {k: v for k, v in feeds.items() if k != self.input_name}
+            feeds = {k: _as_input_type(v, session, k) if k in names else v for k, v in feeds.items()}
             return self._run(session, feeds, list(fetch))
         feeds = {n: np.ascontiguousarray(v) for n, v in values.items()}
         feeds[self.input_name] = x
@@ -340,7 +341,8 @@ class OrtModelAccess:
         names_key = (*key, bool(self._freed))
 
         def build():
-            return build_gradient_model(self._base(), start, list(wrt), policy=policy, fetch=list(fetch))
+            return build_gradient_model(self._base(), start, list(wrt), policy=policy, fetch=list(fetch),
+                                        float32_edges=True)  # float32 seeds in, float32 gradients out
 
         with self._lock:
             names = self._gradients.get(names_key)
@@ -377,11 +379,26 @@ class OrtModelAccess:
                 {n: v for (kind, n), v in out.items() if kind == "fetch"})
 
     def _run_gradient(self, session: Session, gm, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
-        """(gradients by wrt name, fetched forward values by name) of one run."""
+        """(gradients by wrt name, fetched forward values by name) of one run.
+
+        An integer input the gradient model takes as float32 (gm.float_inputs, the straight-through
+        Cast of graph.autodiff.inputs) is fed its integer values: rounded, clipped, as float32."""
+        for name in getattr(gm, "float_inputs", ()):
+            if name in feeds:
+                feeds = {**feeds, name: self._integer_values(name, feeds[name])}
         names = list(dict.fromkeys([*gm.gradient_outputs.values(), *gm.fetch_outputs.values()]))
         values = self._run(session, feeds, names)
         return ({w: values[o] for w, o in gm.gradient_outputs.items()},
                 {n: values[o] for n, o in gm.fetch_outputs.items()})
+
+    def _integer_values(self, name: str, x: np.ndarray) -> np.ndarray:
+        """x as the integer values the model's integer input `name` holds, in float32."""
+        x = np.asarray(x)
+        if np.issubdtype(x.dtype, np.integer):
+            return x.astype(np.float32)
+        elem = next(i.type.tensor_type.elem_type for i in self._model.graph.input if i.name == name)
+        info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(elem))
+        return np.clip(np.round(x), info.min, info.max).astype(np.float32)
 
     def backward(self, x: np.ndarray, start: str, seed: np.ndarray, wrt: Sequence[str],
                  policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -397,3 +414,16 @@ class OrtModelAccess:
         fetched_constants = {n for n in fetch if n in self._initializers and n not in wrt}
         return self._batched(x, feeds, run, constant=fetched_constants)
 
+
+def _as_input_type(value: np.ndarray, session: Session, name: str) -> np.ndarray:
+    """A replacement value in the element type of the session input `name` (a float16 layer gets
+    float16; an integer one rounded and clipped), so float32 edits fit any model's dtype."""
+    want = next((ORT_DTYPES.get(i.type) for i in session.inner.get_inputs() if i.name == name), None)
+    value = np.asarray(value)
+    if want is None or want == "bfloat16" or value.dtype.name == want:
+        return value
+    dtype = np.dtype(want)
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(value.dtype, np.integer):
+        info = np.iinfo(dtype)
+        value = np.clip(np.round(value), info.min, info.max)
+    return np.ascontiguousarray(value, dtype)
