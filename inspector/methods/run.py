@@ -30,13 +30,15 @@ def image_layout(x: np.ndarray) -> str:
 
 
 def check_images(x: np.ndarray) -> np.ndarray:
-    """The batch as a float array of rank 4, or a user-facing error."""
+    """The batch as a float or integer (images fed as uint8/int8) array of rank 4, or a user-facing
+    error. Perturbed copies of an integer batch are rounded and clipped to its dtype (Run.blend,
+    Run.scores); gradients are taken w.r.t. its float value (graph.autodiff.inputs)."""
     x = np.asarray(x)
     if x.ndim != 4 or 0 in x.shape:
         raise InvalidArgument(f"the input must be an image batch [N, C, H, W] or [N, H, W, C]; got shape "
                               f"{list(x.shape)}", field="input")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise InvalidArgument(f"the input must be a float tensor; got {x.dtype}", field="input")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise InvalidArgument(f"the input must be a float or integer tensor; got {x.dtype}", field="input")
     if not np.all(np.isfinite(x)):
         raise InvalidArgument("the input contains NaN or infinite values", field="input")
     return x
@@ -135,6 +137,9 @@ class Run:
         for i0 in range(0, count, batch_size):
             self.access.check_cancelled()
             xs, rows = images(i0, min(count, i0 + batch_size))
+            if np.issubdtype(self.x.dtype, np.integer) and not np.issubdtype(xs.dtype, np.integer):
+                info = np.iinfo(self.x.dtype)  # integer images: round and clip, never wrap
+                xs = np.clip(np.round(xs), info.min, info.max)
             value = self.forward(xs)[self.tensor]
             out[i0:i0 + len(xs)] = (self.seed[rows] * value).reshape(len(xs), -1).sum(axis=1)
         return out
@@ -172,10 +177,15 @@ class Run:
     def blend(self, maps: np.ndarray, rows: np.ndarray, baseline: float | np.ndarray = 0.0,
               x: np.ndarray | None = None) -> np.ndarray:
         """x[rows] * m + baseline * (1 - m) for spatial maps m [M, H, W] (broadcast over channels);
-        x defaults to the run's batch."""
+        x defaults to the run's batch. Computed in float32, returned in the batch's dtype (integer
+        images rounded and clipped to their range)."""
         m = maps[..., None] if self.layout == "NHWC" else maps[:, None]
         x = (self.x if x is None else x)[rows]
-        return (x * m + np.asarray(baseline, np.float32) * (1.0 - m)).astype(self.x.dtype)
+        out = np.asarray(x, np.float32) * m + np.asarray(baseline, np.float32) * (1.0 - m)
+        if np.issubdtype(self.x.dtype, np.integer):
+            info = np.iinfo(self.x.dtype)
+            out = np.clip(np.round(out), info.min, info.max)
+        return out.astype(self.x.dtype)
 
     def to_spatial(self, attribution: np.ndarray, how: str) -> np.ndarray:
         """Reduce an input-shaped attribution over channels: "absmax", "abssum" or "sum"."""
