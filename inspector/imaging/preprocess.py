@@ -52,16 +52,18 @@ def _pixels(image: Image.Image, spec: ResolvedSpec) -> np.ndarray:
     return np.asarray(image)
 
 
-def to_tensor(pixels: np.ndarray, spec: ResolvedSpec) -> np.ndarray:
+def to_tensor(pixels: np.ndarray, spec: ResolvedSpec, dtype: str | np.dtype | None = None) -> np.ndarray:
     """Pixels [..., H, W, C] in 0..255 (uint8 or float, C = spec.channels) -> the model's layout
-    and dtype: scale, mean/std, channel order; integer dtypes are rounded and clipped."""
+    and dtype: scale, mean/std, channel order; integer dtypes are rounded and clipped.
+
+    `dtype` overrides spec.dtype (float32: the same values before the final rounding/cast)."""
     x = np.asarray(pixels, np.float32) * np.float32(spec.scale)
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if spec.channel_order == "BGR" and spec.channels == 3:
         x = x[..., ::-1]
     if spec.layout == "NCHW":
         x = np.moveaxis(x, -1, -3)
-    dtype = np.dtype(spec.dtype)
+    dtype = np.dtype(spec.dtype if dtype is None else dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         x = np.clip(np.round(x), info.min, info.max)

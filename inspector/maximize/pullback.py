@@ -15,9 +15,16 @@ from inspector import errors
 
 
 class InputPullback:
-    """x = to_input(rgb) = rgb @ M^T + b per pixel, in NCHW or NHWC; `__call__` is M^T."""
+    """x = to_input(rgb) = rgb @ M^T + b per pixel, in NCHW or NHWC; `__call__` is M^T.
+
+    A mapping that rounds what it feeds (uint8/int8 or float16 inputs) carries its float32 twin
+    as `to_input.linear` (maximize.request.input_mapping); M and b are measured on that twin, so
+    the final rounding passes straight through, like the gradient model's straight-through Cast
+    of an integer input (graph.autodiff.inputs).
+    """
 
     def __init__(self, to_input: Callable[[np.ndarray], np.ndarray], size: tuple[int, int]) -> None:
+        to_input = getattr(to_input, "linear", to_input)
         h, w = size
         base = np.asarray(to_input(np.zeros((1, h, w, 3), np.float32)))
         if base.ndim != 4 or not np.issubdtype(base.dtype, np.floating):

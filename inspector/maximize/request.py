@@ -37,13 +37,22 @@ def image_spec(stored: dict | None, input_info, size=None):
 
 def input_mapping(spec) -> ToInput:
     """Display RGB in [0, 1] [N, H, W, 3] -> the model's input tensor, by the resolved spec (linear
-    up to the final cast)."""
+    up to the final cast).
+
+    The optimization runs in float; only what is fed is rounded to the input's dtype (uint8/int8
+    images rounded and clipped, float16 rounded). The mapping carries its float32 twin without
+    that final cast as `.linear`: the gradient pullback is measured on it, and the gradient model
+    differentiates an integer input through a straight-through Cast (graph.autodiff.inputs)."""
     from inspector.imaging.preprocess import rgb_to_gray, to_tensor
 
-    def to_input(rgb01: np.ndarray) -> np.ndarray:
+    def mapped(rgb01: np.ndarray, dtype=None) -> np.ndarray:
         pixels = np.asarray(rgb01, np.float32) * np.float32(255.0)
-        return to_tensor(rgb_to_gray(pixels) if spec.channels == 1 else pixels, spec)
+        return to_tensor(rgb_to_gray(pixels) if spec.channels == 1 else pixels, spec, dtype)
 
+    def to_input(rgb01: np.ndarray) -> np.ndarray:
+        return mapped(rgb01)
+
+    to_input.linear = lambda rgb01: mapped(rgb01, np.float32)  # type: ignore[attr-defined]
     return to_input
 
 
