@@ -1,7 +1,7 @@
-"""LSTM and GRU rules against central differences (float32: onnxruntime's LSTM/GRU kernels
-have no double version): every direction, bias or not, initial states or not, each output
-(Y, Y_h, Y_c) alone and together, batch and sequence length above one. Layout 1 is refused
-(onnxruntime cannot run it)."""
+"""LSTM, GRU and RNN rules against central differences (float32: onnxruntime's recurrent
+kernels have no double version): every direction, bias or not, initial states or not, each
+output (Y, Y_h, Y_c) alone and together, batch and sequence length above one, RNN with Tanh,
+Relu and Sigmoid. Layout 1 is refused (onnxruntime cannot run it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from inspector.errors import FailedPrecondition
 from inspector.graph.autodiff import build_gradient_model
 
-GATES = {"LSTM": 4, "GRU": 3}
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 STEPS, BATCH, FEATURES, HIDDEN = 3, 2, 3, 4
 # float32 central differences (eps 1e-2) agree to ~5e-5 of the largest entry here.
 RTOL = 5e-4
@@ -24,7 +24,7 @@ def recurrent_case(op: str, direction: str = "forward", bias: bool = True,
                    initial: bool = True, outputs: tuple[str, ...] = ("Y",),
                    seed: int = 0, lens: np.ndarray | None = None, symbolic: bool = False,
                    **attrs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """One LSTM/GRU node; X and the initial states are graph inputs, weights initializers.
+    """One LSTM/GRU/RNN node; X and the initial states are graph inputs, weights initializers.
 
     `outputs` names the node outputs used (others left empty); with more than one, the graph
     output 'y' sums them (Y summed over time) so every output's gradient flows back at once.
@@ -127,6 +127,32 @@ def test_symbolic_time_and_batch(op):
     check_op(model, feeds, rtol=RTOL)
 
 
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("bias, initial", [(True, True), (False, False), (True, False),
+                                           (False, True)])
+def test_rnn_directions_bias_initial_state(direction, bias, initial):
+    """Y and Y_h together, time and batch symbolic: gradients of X and initial_h."""
+    model, feeds = recurrent_case("RNN", direction, bias, initial, outputs=("Y", "Y_h"),
+                                  symbolic=True, seed=len(direction) + 2 * bias + initial)
+    check_op(model, feeds, rtol=RTOL)
+
+
+@pytest.mark.parametrize("activations", [["Relu"], ["Sigmoid"], ["Relu", "Tanh"],
+                                         ["Sigmoid", "Relu"]])
+def test_rnn_other_activations(activations):
+    direction = "bidirectional" if len(activations) == 2 else "reverse"
+    model, feeds = recurrent_case("RNN", direction, outputs=("Y", "Y_h"), seed=4,
+                                  activations=activations)
+    check_op(model, feeds, rtol=RTOL)
+
+
+@pytest.mark.parametrize("outputs, wrt", [(("Y_h",), ["x"]), (("Y_h",), ["h0"]),
+                                          (("Y",), ["h0"])])
+def test_rnn_one_output_one_input(outputs, wrt):
+    model, feeds = recurrent_case("RNN", "bidirectional", outputs=outputs, seed=11)
+    check_op(model, feeds, wrt=wrt, rtol=RTOL)
+
+
 def test_stacked_bidirectional_lstm_like_a_pytorch_export():
     """x -> LSTM -> Transpose/Reshape [T, B, 2H] -> LSTM -> y: the second LSTM's X gradient
     is an intermediate one."""
@@ -156,8 +182,9 @@ def test_stacked_bidirectional_lstm_like_a_pytorch_export():
     check_op(typed_outputs(model), {"x": x}, rtol=RTOL)
 
 
-def test_full_length_sequence_lens_is_accepted():
-    model, feeds = recurrent_case("LSTM", "bidirectional", lens=np.full(BATCH, STEPS), seed=6)
+@pytest.mark.parametrize("op", ["LSTM", "RNN"])
+def test_full_length_sequence_lens_is_accepted(op):
+    model, feeds = recurrent_case(op, "bidirectional", lens=np.full(BATCH, STEPS), seed=6)
     check_op(model, feeds, rtol=RTOL)
 
 
@@ -167,6 +194,10 @@ def test_full_length_sequence_lens_is_accepted():
     ("LSTM", {"input_forget": 1}, None, "input_forget"),
     ("GRU", {}, np.array([STEPS, STEPS - 1]), "sequence_lens"),
     ("LSTM", {"layout": 1}, None, "layout=1"),
+    ("RNN", {"clip": 3.0}, None, "clip"),
+    ("RNN", {"activations": ["LeakyRelu"], "activation_alpha": [0.1]}, None, "activations"),
+    ("RNN", {}, np.array([STEPS, STEPS - 1]), "sequence_lens"),
+    ("RNN", {"layout": 1}, None, "layout=1"),
 ])
 def test_unsupported_attributes_are_refused(op, attrs, lens, message):
     model, _ = recurrent_case(op, lens=lens, **attrs)

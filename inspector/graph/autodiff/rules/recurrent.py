@@ -1,4 +1,4 @@
-"""LSTM and GRU: backpropagation through time as an onnx Scan over the time steps.
+"""LSTM, GRU and RNN: backpropagation through time as an onnx Scan over the time steps.
 
 The forward node's Y output holds every hidden state, so the gates of all steps are
 recomputed at once (two MatMuls); only the LSTM cell state needs a forward Scan. The backward
@@ -8,7 +8,8 @@ sequence length or batch (static or not), forward/reverse/bidirectional, optiona
 initial states. Gradients flow to X and the initial states; W, R and B get
 none. Refused: non-default activations, clip, input_forget, peepholes, layout 1 (batch first:
 onnxruntime cannot run it either), and sequence_lens unless every sequence is known to be full
-length.
+length. RNN (h = f(x W^T + h_prev R^T + Wb + Rb)) needs no recomputation at all: f' comes from
+Y itself, for f in Tanh, Relu or Sigmoid (each direction its own); other activations are refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from ..registry import attribute, rule
 LSTM_INPUTS = {"X": 0, "W": 1, "R": 2, "B": 3, "sequence_lens": 4, "initial_h": 5,
                "initial_c": 6, "P": 7}
 GRU_INPUTS = {"X": 0, "W": 1, "R": 2, "B": 3, "sequence_lens": 4, "initial_h": 5}
-DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+RNN_INPUTS = GRU_INPUTS
+DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                       "RNN": ["Tanh"]}
+# RNN activations whose slope is a function of their output (so Y alone gives f').
+RNN_ACTIVATIONS = ("Tanh", "Relu", "Sigmoid")
 
 
 class Body:
@@ -101,7 +106,7 @@ def _check(node: onnx.NodeProto, em: Emitter, positions: dict[str, int]) -> tupl
     op = node.op_type
     directions = 2 if attribute(node, "direction", "forward") == "bidirectional" else 1
     given = attribute(node, "activations")
-    if given is not None:
+    if given is not None and op != "RNN":  # RNN: see _rnn_activations
         names = [a.decode() if isinstance(a, bytes) else a for a in given]
         if [n.lower() for n in names] != [n.lower() for n in DEFAULT_ACTIVATIONS[op] * directions]:
             raise NotImplementedError(f"{op} activations {names} (only the default "
@@ -133,8 +138,21 @@ def _check(node: onnx.NodeProto, em: Emitter, positions: dict[str, int]) -> tupl
     return hidden, directions
 
 
+def _rnn_activations(node: onnx.NodeProto, directions: int) -> list[str]:
+    """Each direction's RNN activation (canonical spelling), or NotImplementedError."""
+    given = attribute(node, "activations")
+    names = DEFAULT_ACTIVATIONS["RNN"] * directions if given is None else [
+        a.decode() if isinstance(a, bytes) else a for a in given]
+    known = {a.lower(): a for a in RNN_ACTIVATIONS}
+    if len(names) != directions or any(n.lower() not in known for n in names):
+        raise NotImplementedError(
+            f"RNN activations {names} (only {', '.join(RNN_ACTIVATIONS)}, one per direction, "
+            "have a gradient rule)")
+    return [known[n.lower()] for n in names]
+
+
 class Recurrence:
-    """One LSTM/GRU node's tensors, per direction, as both rules use them."""
+    """One LSTM/GRU/RNN node's tensors, per direction, as the three rules use them."""
 
     def __init__(self, node: onnx.NodeProto, grads: list[str | None], em: Emitter,
                  positions: dict[str, int]) -> None:
@@ -303,6 +321,38 @@ def gru(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str 
         d_pre = body.do("Concat", dz, dr, dcand, axis=-1)
         dh0, d_pres = scan(em, body.graph([dh_prev, d_pre]), [v["gh"]],
                            [v["gy"], z, r, z_slope, cand_slope, r_slope], 1, not back)
+        dxs.append(rec.input_gradient(d_pres, v["w"]))
+        starts["initial_h"].append(dh0)
+    return rec.results(dxs, starts)
+
+
+def _slope(em: Emitter, activation: str, y: str, x: str) -> str:
+    """f'(preactivation) from the output y = f(preactivation)."""
+    if activation == "Tanh":
+        return _one_minus_square(em, y, x)
+    if activation == "Sigmoid":
+        return _sigmoid_slope(em, y, x)
+    positive = em.do("Greater", y, em.scalar(0.0, x))                     # Relu
+    return em.do("Where", positive, em.scalar(1.0, x), em.scalar(0.0, x))
+
+
+@rule("RNN", inputs=(0, 5))
+def rnn(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """h = f(x W^T + h_prev R^T + Wb + Rb): the backward Scan carries dh and emits
+    d(pre) = (dh + gy) * f'(pre), with f' read off Y; dh_prev = d(pre) R."""
+    rec = Recurrence(node, grads, em, RNN_INPUTS)
+    activations = _rnn_activations(node, rec.directions)
+    x, elem = rec.x, em.dtype(rec.x)
+    dxs, starts = [], {"initial_h": []}
+    for d in range(rec.directions):
+        v, back = rec.direction(d), rec.reverse(d)
+        slope = _slope(em, activations[d], v["y"], x)
+        body = Body(em, elem)
+        dh, gy, sl = body.input("dh"), body.input("gy"), body.input("slope")
+        d_pre = body.do("Mul", body.do("Add", dh, gy), sl)
+        dh_prev = body.do("MatMul", d_pre, v["r"])
+        dh0, d_pres = scan(em, body.graph([dh_prev, d_pre]), [v["gh"]], [v["gy"], slope], 1,
+                           not back)
         dxs.append(rec.input_gradient(d_pres, v["w"]))
         starts["initial_h"].append(dh0)
     return rec.results(dxs, starts)
