@@ -1,10 +1,12 @@
-"""ScatterElements, ScatterND and RoiAlign rules against central differences (float64)."""
+"""ScatterElements, ScatterND, GatherND and RoiAlign rules against central differences
+(float64)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from autodiff_reference import check_op, single_op
+from autodiff_reference import check_op, session, single_op
+from onnx import helper
 
 from inspector.errors import FailedPrecondition
 from inspector.graph.autodiff import build_gradient_model
@@ -78,6 +80,52 @@ def test_scatter_other_reductions_are_refused(op):
                       order=["d", "i", "u"], reduction="mul")
     with pytest.raises(FailedPrecondition, match="reduction 'mul'"):
         build_gradient_model(model, "y", ["d"])
+
+
+@pytest.mark.parametrize("indices", [
+    [-2],                                              # one slice, negative
+    [[1], [-1], [0]],                                  # rows
+    [[1], [1], [-3], [0]],                             # row 1 picked three times
+    [[0, 2], [-1, -3], [3, 0], [0, -1]],               # [3, 0] twice, [0, 2] twice
+    [[[0, 1, 4], [-4, 1, -1]], [[3, 2, 0], [0, 1, -1]]],  # elements, [0, 1, 4] three times
+])
+def test_gather_nd(indices):
+    """Repeated picks must accumulate in data's gradient."""
+    rng = np.random.default_rng(len(str(indices)))
+    data = rand(rng, 4, 3, 5)
+    model = single_op("GatherND", {"d": data}, {"i": np.array(indices, dtype=np.int64)})
+    check_op(model, {"d": data}, eps=1.0, rtol=1e-9)
+    ops = {n.op_type for n in build_gradient_model(model, "y", ["d"]).model.graph.node}
+    assert "ScatterND" in ops
+
+
+@pytest.mark.parametrize("batch_dims, indices", [
+    (1, [[[2], [-1]], [[0], [0]], [[1], [-3]], [[2], [2]]]),        # data [4, 3, 5]
+    (1, [[[2, 4]], [[0, -1]], [[-1, 0]], [[1, 1]]]),
+    (2, [[[[4], [4]], [[0], [1]], [[-1], [2]]]] * 4),
+])
+def test_gather_nd_batch_dims(batch_dims, indices):
+    rng = np.random.default_rng(batch_dims)
+    data = rand(rng, 4, 3, 5)
+    model = single_op("GatherND", {"d": data}, {"i": np.array(indices, dtype=np.int64)},
+                      batch_dims=batch_dims)
+    check_op(model, {"d": data}, eps=1.0, rtol=1e-9)
+
+
+def test_gather_nd_float16_accumulates():
+    """float16 has no ScatterND(add) kernel: the rule scatters in float and casts back."""
+    rng = np.random.default_rng(4)
+    data = rand(rng, 4, 3).astype(np.float16)
+    indices = np.array([[1], [1], [-3], [0]], dtype=np.int64)
+    model = single_op("GatherND", {"d": data}, {"i": indices})
+    gm = build_gradient_model(model, "y", ["d"])
+    seed_type = next(i for i in gm.model.graph.input if i.name == gm.seed_input)
+    seed = rand(rng, 4, 3).astype(helper.tensor_dtype_to_np_dtype(
+        seed_type.type.tensor_type.elem_type))
+    got = session(gm.model).run([gm.gradient_outputs["d"]], {"d": data, gm.seed_input: seed})[0]
+    want = np.zeros((4, 3))
+    np.add.at(want, indices[:, 0], seed.astype(np.float64))
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=1e-2)
 
 
 ROIS = np.array([[0.3, 1.2, 5.9, 6.1],     # inside the map

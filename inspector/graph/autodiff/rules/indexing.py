@@ -1,14 +1,19 @@
 """Ops that only pick or repeat elements (Slice, Gather, Tile, Pad): run the op on an index
 tensor, then scatter-add the gradient back to the picked positions. Exact for any steps,
-negative indices, repeats and pad modes, with no per-op index arithmetic."""
+negative indices, repeats and pad modes, with no per-op index arithmetic.
+
+GatherND (batch_dims 0) has its direct adjoint instead: ScatterND(reduction 'add') of the
+gradient into zeros of data's shape, with the forward indices as they are (negative ones
+included; repeated picks accumulate). With batch_dims > 0 it goes the index-tensor way.
+"""
 
 from __future__ import annotations
 
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
 from ..emitter import Emitter
-from ..registry import rule
+from ..registry import attribute, rule
 from .pooling import scatter_flat
 
 
@@ -32,6 +37,22 @@ def pick_adjoint(node: onnx.NodeProto, g: str, em: Emitter) -> str:
     return em.reshape_like(tail, x)
 
 
-@rule("Slice", "Gather", "GatherElements", "GatherND", "Tile", "Pad")
+@rule("Slice", "Gather", "GatherElements", "Tile", "Pad")
 def pick(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
     return [pick_adjoint(node, grads[0], em)]
+
+
+@rule("GatherND")
+def gather_nd(node: onnx.NodeProto, grads: list[str | None], em: Emitter) -> list[str | None]:
+    """data's gradient: g scatter-added at `indices` into zeros shaped like data."""
+    data, indices, g = node.input[0], node.input[1], grads[0]
+    if attribute(node, "batch_dims", 0):
+        return [pick_adjoint(node, g, em)]
+    # onnxruntime's ScatterND(add) has float and double kernels only: accumulate in float.
+    elem = em.grad_dtype(data)
+    wide = elem in (TensorProto.FLOAT, TensorProto.DOUBLE)
+    zero = helper.make_tensor("zero", elem if wide else TensorProto.FLOAT, [1], [0])
+    zeros = em.do("ConstantOfShape", em.shape(data), value=zero)
+    values = g if wide else em.do("Cast", g, to=TensorProto.FLOAT)
+    summed = em.do("ScatterND", zeros, indices, values, reduction="add")
+    return [summed if wide else em.do("Cast", summed, to=elem)]
