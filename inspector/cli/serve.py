@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-shared-memory", action="store_true",
                    help="always stream results over gRPC; by default local clients that prove they share "
                         "/dev/shm get large tensors through files there")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="also serve the JSON API (/api/v1, docs at /api/v1/docs) on this port, same host")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--log-level", default="INFO")
@@ -88,11 +90,14 @@ def run(args: argparse.Namespace) -> int:
     _logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args)
-        running = start_server(config, host=args.host, port=args.port, metrics_port=args.metrics_port)
+        running = start_server(config, host=args.host, port=args.port, metrics_port=args.metrics_port,
+                               http_port=args.http_port)
     except (ValueError, OSError) as exc:
         print(f"inspector serve: {exc}", file=sys.stderr)
         return 2
     print(f"inspector serving on {args.host}:{running.port}", flush=True)
+    if running.http is not None:
+        print(f"HTTP API on {running.http.scheme}://{args.host}:{running.http.port}/api/v1/docs", flush=True)
     if running.metrics_port is not None:
         print(f"metrics on http://{args.host}:{running.metrics_port}/metrics", flush=True)
     for entry, reason in running.quarantined_now:

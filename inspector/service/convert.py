@@ -16,19 +16,24 @@ _DTYPES = {"float32", "float16", "float64", "int8", "uint8", "int16", "uint16", 
 
 
 def tensor_to_numpy(msg: pb.Tensor, field: str) -> np.ndarray:
-    if msg.dtype not in _DTYPES:
-        raise errors.InvalidArgument(f"{field}.dtype {msg.dtype!r} is not one of {sorted(_DTYPES)}",
+    return array_from_parts(msg.dtype, msg.shape, msg.data, field)
+
+
+def array_from_parts(dtype_name: str, shape, data: bytes, field: str) -> np.ndarray:
+    """A tensor sent as dtype + shape + raw little-endian bytes (gRPC and HTTP alike), checked."""
+    if dtype_name not in _DTYPES:
+        raise errors.InvalidArgument(f"{field}.dtype {dtype_name!r} is not one of {sorted(_DTYPES)}",
                                      field=f"{field}.dtype")
-    dtype = np.dtype(msg.dtype).newbyteorder("<")
-    shape = tuple(int(d) for d in msg.shape)
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    shape = tuple(int(d) for d in shape)
     if any(d < 0 for d in shape):
         raise errors.InvalidArgument(f"{field}.shape {list(shape)} has a negative dimension", field=field)
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if expected != len(msg.data):
+    if expected != len(data):
         raise errors.InvalidArgument(
-            f"{field} has {len(msg.data)} bytes but dtype {msg.dtype} and shape {list(shape)} need "
+            f"{field} has {len(data)} bytes but dtype {dtype_name} and shape {list(shape)} need "
             f"{expected}", field=field)
-    return np.frombuffer(msg.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 # Only the fields the caller set, so they override the stored spec field by field.

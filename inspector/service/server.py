@@ -41,6 +41,7 @@ class RunningServer:
     quarantined_now: list[tuple[str, str]] = field(default_factory=list)  # found at this start
     _metrics_http: object = None
     shared_memory: SharedMemory | None = None  # None: configured off
+    http: object = None  # inspector.http.server.RunningHttp when an HTTP port was asked for
 
     @property
     def address(self) -> str:
@@ -53,6 +54,8 @@ class RunningServer:
     def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls at once; in-flight calls get `grace` seconds to finish."""
         self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.stop()
         self.server.stop(grace).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -62,11 +65,12 @@ class RunningServer:
 
 def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0,
                  workers: int | None = None, inspector: Inspector | None = None,
-                 metrics_port: int | None = None) -> RunningServer:
+                 metrics_port: int | None = None, http_port: int | None = None) -> RunningServer:
     """Start serving on host:port (0: a free port) and return at once.
 
     `workers` overrides config.max_concurrent (RPCs executing at once); `metrics_port`
-    (0: a free port) serves Prometheus text on http://host:port/metrics.
+    (0: a free port) serves Prometheus text on http://host:port/metrics; `http_port` (0: a free
+    port) serves the JSON API (inspector.http) from the same core, tokens, TLS and limits.
     """
     slots = workers if workers is not None else config.max_concurrent  # the caller's config stays as is
     tune_malloc()
@@ -108,11 +112,16 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     _gauges(metrics, inspector, gate, shm)
     http = serve_metrics(metrics, host, metrics_port) if metrics_port is not None else None
     server.start()
+    web = None
+    if http_port is not None:
+        from inspector.http.server import start_http
+
+        web = start_http(inspector, config, host, http_port, gate)
     log.info("inspector serving on %s:%d (%s, %s, store %s)", host, bound,
              "TLS" if config.tls_cert else "plain text",
              "token auth" if config.auth_tokens else "no auth", config.store_dir)
     return RunningServer(server, bound, inspector, health_servicer, metrics, gate,
-                         http.server_address[1] if http else None, found, http, shm)
+                         http.server_address[1] if http else None, found, http, shm, web)
 
 
 def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, shm: SharedMemory | None) -> None:

@@ -103,6 +103,42 @@ class Wire:
         return out
 
 
+    def to_json(self) -> dict:
+        """The JSON form the HTTP edge sends: tensors as dtype + shape + base64 little-endian bytes,
+        blobs as base64 with their media type, in order."""
+        import base64
+
+        items = []
+        for i in self.items:
+            entry = {"group": i.group, "name": i.name}
+            if isinstance(i.value, bytes | bytearray):
+                entry.update(media_type=i.media_type or "application/octet-stream",
+                             data=base64.b64encode(i.value).decode())
+            else:
+                arr = np.asarray(i.value)
+                arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+                entry.update(dtype=arr.dtype.name, shape=list(arr.shape), data=base64.b64encode(arr.tobytes()).decode())
+            items.append(entry)
+        return {"model_id": self.model_id, "providers": list(self.providers), "warnings": list(self.warnings),
+                "info": _plain(self.info), "items": items}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Wire:
+        import base64
+
+        wire = cls(data.get("model_id", ""), tuple(data.get("providers", ())), list(data.get("warnings", ())),
+                   dict(data.get("info", {})))
+        for entry in data.get("items", ()):
+            raw = base64.b64decode(entry["data"])
+            if "dtype" in entry:
+                dtype = np.dtype(entry["dtype"]).newbyteorder("<")
+                value = np.frombuffer(raw, dtype).reshape(entry["shape"]).astype(dtype.newbyteorder("="))
+                wire.items.append(WireItem(entry["group"], entry["name"], value))
+            else:
+                wire.items.append(WireItem(entry["group"], entry["name"], raw, entry.get("media_type", "")))
+        return wire
+
+
 StreamedResult = Wire  # the name older client code used for a reassembled stream
 
 
