@@ -8,7 +8,7 @@ import math
 import numpy as np
 import onnx
 
-from inspector.errors import InvalidArgument
+from inspector.errors import FailedPrecondition, InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers
 from inspector.methods.maps import scale_maps, upsample
@@ -69,18 +69,40 @@ def squeeze_excitation_gates(model: onnx.ModelProto) -> list[str]:
     return list(dict.fromkeys(gates))
 
 
-def rollout(maps: list[np.ndarray], n: int, head_fusion: str) -> np.ndarray:
-    """Abnar & Zuidema's rollout: fuse heads, add identity for residuals, renormalize, multiply layers."""
-    result = None
-    for a in maps:
+WINDOWS = ("the model attends within windows or merges tokens between stages (Swin-like), so its attention "
+           "maps cannot be multiplied across layers; explain it with gradcam on a stage output (layers=[...], "
+           "a [N, tokens, C] or [N, h, w, C] tensor)")
+
+
+def rollout(maps: list[np.ndarray], n: int, head_fusion: str, names: list[str] | None = None) -> np.ndarray:
+    """Abnar & Zuidema's rollout: fuse heads, add identity for residuals, renormalize, multiply layers.
+
+    Attention of windows (Swin: [N * windows, heads, T, T], windows and tokens differing per stage)
+    is refused with FailedPrecondition naming the tensor."""
+    names = names or [f"attention {i}" for i in range(len(maps))]
+    result, folded = None, None
+    for name, a in zip(names, maps, strict=True):
         a = np.asarray(a, np.float64)
+        shape = list(a.shape)
         if a.ndim == 4:
+            if a.shape[0] != n:
+                raise FailedPrecondition(f"attention tensor '{name}' has shape {shape}: its first axis is not the "
+                                         f"batch of {n}; {WINDOWS}", field="layers")
             a = {"mean": a.mean, "max": a.max, "min": a.min}[head_fusion](axis=1)
-        elif a.ndim == 3 and a.shape[0] != n:
-            a = a.reshape(n, -1, *a.shape[1:]).mean(axis=1)
+        elif a.ndim == 3:  # heads may be folded into the batch: [N * heads, T, T], alike in every layer
+            if a.shape[0] % n or (folded is not None and folded != a.shape[0]):
+                raise FailedPrecondition(f"attention tensor '{name}' has shape {shape}: its first axis is not a "
+                                         f"multiple of the batch of {n} or differs from the layers before "
+                                         f"({folded}); {WINDOWS}", field="layers")
+            folded = a.shape[0]
+            if a.shape[0] != n:
+                a = a.reshape(n, -1, *a.shape[1:]).mean(axis=1)
         if a.ndim != 3 or a.shape[1] != a.shape[2]:
-            raise InvalidArgument(f"attention tensor of shape {list(a.shape)} is not [N, heads, T, T] or [N, T, T]",
+            raise InvalidArgument(f"attention tensor '{name}' of shape {shape} is not [N, heads, T, T] or [N, T, T]",
                                   field="layers")
+        if result is not None and result.shape != a.shape:
+            raise FailedPrecondition(f"attention tensor '{name}' has {a.shape[1]} tokens, the layers before "
+                                     f"{result.shape[1]}; {WINDOWS}", field="layers")
         a = 0.5 * a + 0.5 * np.eye(a.shape[1])
         a /= a.sum(axis=2, keepdims=True)
         result = a if result is None else a @ result
@@ -131,8 +153,8 @@ class AttentionRollout(Method):
         if params["head_fusion"] not in ("mean", "max", "min"):
             raise InvalidArgument("head_fusion must be mean, max or min", field="head_fusion")
         n = len(run.x)
-        grid = token_grid(rollout([run.outputs[t] for t in layers], n, str(params["head_fusion"])), run.size,
-                          params["grid"])
+        grid = token_grid(rollout([run.outputs[t] for t in layers], n, str(params["head_fusion"]), list(layers)),
+                          run.size, params["grid"])
         extras = {f"attention/{t}": np.asarray(run.outputs[t], np.float32) for t in layers}
         extras.update({f"channel_attention/{t}": run.outputs[t].reshape(n, -1)
                        for t in squeeze_excitation_gates(run.access.graph)})

@@ -76,25 +76,25 @@ def _explicit_seed(seed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
                           f"tensor {list(shape)} or one image's slice {list(shape[1:])}", field="seed")
 
 
-def _selection(target: Target, value: np.ndarray) -> np.ndarray:
+def _selection(target: Target, value: np.ndarray, name: str = "output") -> np.ndarray:
     """One-hot of index / classes / top-1; ones where neither is given."""
     shape, one = value.shape, value.shape[1:]
     sel = np.zeros(shape, np.float32)
     if target.index is not None:
         index = tuple(int(i) for i in target.index)
         if len(index) > len(one) or any(not 0 <= i < d for i, d in zip(index, one, strict=False)):
-            raise InvalidArgument(f"target index {list(index)} is outside the target tensor's "
+            raise InvalidArgument(f"target index {list(index)} is outside the target tensor '{name}''s "
                                   f"per-image shape {list(one)}", field="index")
         sel[(slice(None), *index)] = 1.0
     elif target.classes:
         if len(one) == 0 or any(not 0 <= int(k) < one[0] for k in target.classes):
-            raise InvalidArgument(f"target classes {list(target.classes)} must lie in [0, {one[0] if one else 0})",
-                                  field="classes")
+            raise InvalidArgument(f"target classes {list(target.classes)} must lie in [0, {one[0] if one else 0}) "
+                                  f"(the target tensor '{name}')", field="classes")
         for k in target.classes:
             sel[:, int(k)] = 1.0
     elif target.channel is None and target.box is None and target.mask is None:
         if len(one) != 1:
-            raise InvalidArgument(f"the target tensor has per-image shape {list(one)}; give a target "
+            raise InvalidArgument(f"the target tensor '{name}' has per-image shape {list(one)}; give a target "
                                   "index, channel, box, mask or seed (top-1 is only chosen on [N, K] outputs)",
                                   field="index")
         sel[np.arange(shape[0]), value.reshape(shape[0], -1).argmax(axis=1)] = 1.0
@@ -139,32 +139,82 @@ def is_default(target: Target) -> bool:
             and target.mask is None and target.seed is None)
 
 
-def make_seed(target: Target, value: np.ndarray) -> np.ndarray:
-    """The seed d(score)/d(value) for the batch: one row per image, same shape as `value`."""
+def _explicit_seed_on(seed: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """An explicit seed for a tensor whose batch is on `axis`: its full shape or one image's slice."""
+    seed = np.asarray(seed, np.float32)
+    one = shape[:axis] + shape[axis + 1:]
+    if seed.shape == shape:
+        return seed.copy()
+    if seed.shape == one:
+        return np.broadcast_to(np.expand_dims(seed, axis), shape).copy()
+    raise InvalidArgument(f"target seed has shape {list(seed.shape)}; it must match the target "
+                          f"tensor {list(shape)} or one image's slice {list(one)}", field="seed")
+
+
+def make_seed(target: Target, value: np.ndarray, batch_axis: int | None = 0,
+              tensor: str | None = None) -> np.ndarray:
+    """The seed d(score)/d(value) for the batch, same shape as `value`: one slice per image along
+    `batch_axis` (0: [N, ...]; 1: time-major [T, N, K]; None: a tensor without a batch axis, one image).
+
+    Index, classes, top-1 and regions address one image's slice (the tensor without its batch axis).
+    """
     value = np.asarray(value)
+    name = tensor or target.tensor or "output"
+    if batch_axis is None:
+        return make_seed(target, value[None], 0, name)[0]
+    if not 0 <= batch_axis < max(value.ndim, 1):
+        raise InvalidArgument(f"the target tensor '{name}' has shape {list(value.shape)}, without a batch axis "
+                              f"{batch_axis}", field="tensor")
     if value.ndim < 2:
-        raise InvalidArgument(f"the target tensor has shape {list(value.shape)}; it needs a batch axis "
+        raise InvalidArgument(f"the target tensor '{name}' has shape {list(value.shape)}; it needs a batch axis "
                               "and at least one more", field="tensor")
+    one = value.shape[:batch_axis] + value.shape[batch_axis + 1:]
+    if 0 in one:
+        raise InvalidArgument(f"the output '{name}' is empty for this image (shape {list(value.shape)}, "
+                              f"{list(one)} per image): nothing to explain; give a target tensor that is not "
+                              "empty (another output or a layer) with a target index, channel or seed",
+                              field="tensor")
+    if batch_axis:
+        if target.seed is not None:
+            return _explicit_seed_on(target.seed, value.shape, batch_axis)
+        return np.moveaxis(make_seed(target, np.moveaxis(value, batch_axis, 0), 0, name), 0, batch_axis)
     if target.seed is not None:
         return _explicit_seed(target.seed, value.shape)
-    seed = _selection(target, value) * _region(target, value.shape)
+    seed = _selection(target, value, name) * _region(target, value.shape)
     if not np.any(seed):
-        raise InvalidArgument("the target selects no element of the tensor (check index, box and mask)",
+        raise InvalidArgument(f"the target selects no element of the tensor '{name}' (check index, box and mask)",
                               field="index")
     return seed
 
 
-def target_scores(target: Target, value: np.ndarray) -> np.ndarray:
+def per_image(product: np.ndarray, batch_axis: int | None = 0) -> np.ndarray:
+    """Sum over everything but the batch axis: [N] (one value for a tensor without a batch axis)."""
+    product = np.asarray(product)
+    if batch_axis is None:
+        return product.reshape(1, -1).sum(axis=1)
+    moved = np.moveaxis(product, batch_axis, 0)
+    return moved.reshape(moved.shape[0], -1).sum(axis=1)
+
+
+def take_rows(a: np.ndarray, rows: np.ndarray, batch_axis: int | None = 0) -> np.ndarray:
+    """The slices of images `rows` along the batch axis (a tensor without one is the same for every row)."""
+    return np.asarray(a) if batch_axis is None else np.take(a, rows, axis=batch_axis)
+
+
+def target_scores(target: Target, value: np.ndarray, batch_axis: int | None = 0) -> np.ndarray:
     """[N] scores: sum(seed * value) per image."""
-    seed = make_seed(target, value)
-    return (seed * value).reshape(len(value), -1).sum(axis=1)
+    seed = make_seed(target, value, batch_axis)
+    return per_image(seed * value, batch_axis)
 
 
-def describe_targets(target: Target, value: np.ndarray, tensor: str = "output") -> list[str]:
+def describe_targets(target: Target, value: np.ndarray, tensor: str = "output",
+                     batch_axis: int | None = 0) -> list[str]:
     """A short human label per image, e.g. "logits[281]", "feat[c=3, y=2:5, x=0:4]"."""
     name = target.tensor or tensor
+    seed = make_seed(target, value, batch_axis, name)
+    rows = seed[None] if batch_axis is None else np.moveaxis(seed, batch_axis, 0)
     labels = []
-    for row in make_seed(target, value):
+    for row in rows:
         if target.seed is not None:
             labels.append(f"{name}*seed")
             continue

@@ -12,6 +12,7 @@ import numpy as np
 from inspector.errors import InvalidArgument
 from inspector.methods.base import Explanation, Method
 from inspector.methods.layers import check_layers, default_layer_for
+from inspector.methods.layouts import LayerLayout, layer_layout
 from inspector.methods.maps import first_component, flag, scale_maps, upsample
 from inspector.methods.run import Run
 from inspector.model_access import ModelAccess
@@ -21,7 +22,8 @@ AUGMENTATIONS = [(flip, factor) for flip in (False, True) for factor in (0.9, 1.
 
 @dataclass
 class CamInput:
-    """What a subclass sees for one layer: activations [N,C,h,w], gradients (or None), the inputs."""
+    """What a subclass sees for one layer: activations [N,C,h,w], gradients (or None), the inputs;
+    `layout` and `raw` (the activations as the layer has them) for edits fed back to the model."""
 
     run: Run
     x: np.ndarray
@@ -30,6 +32,14 @@ class CamInput:
     act: np.ndarray
     grad: np.ndarray | None
     params: dict[str, object]
+    layout: LayerLayout = LayerLayout("NCHW")
+    raw: np.ndarray | None = None
+
+    def to_layer(self, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Edited [M, C, h, w] activations of images `rows` in the layer's own layout."""
+        if self.raw is None:
+            return values
+        return self.layout.from_maps(values, np.take(self.raw, rows, axis=self.layout.batch_axis))
 
 
 class BaseCAM(Method):
@@ -70,12 +80,15 @@ class BaseCAM(Method):
         grads = run.gradients(x, layers, rows) if self.uses_gradients else {}
         maps = []
         for layer in layers:
-            act = np.asarray(acts[layer], np.float32)
-            if act.ndim != 4:
-                raise InvalidArgument(f"layer {layer} has shape {list(act.shape)}; class activation maps need "
-                                      "an N,C,h,w tensor", field="layers")
+            raw = np.asarray(acts[layer], np.float32)
+            layout = layer_layout(run.access, layer, raw, x, run.size)
             grad = grads.get(layer)
-            c = CamInput(run, x, rows, layer, act, None if grad is None else np.asarray(grad, np.float32), params)
+            if grad is not None and np.shape(grad) != raw.shape:
+                raise InvalidArgument(f"layer '{layer}' has shape {list(raw.shape)} but its gradient "
+                                      f"{list(np.shape(grad))}; name another layer", field="layers")
+            c = CamInput(run, x, rows, layer, layout.to_maps(raw),
+                         None if grad is None else layout.to_maps(np.asarray(grad, np.float32)), params,
+                         layout, raw)
             maps.append(np.maximum(np.nan_to_num(self.layer_map(c)), 0.0).astype(np.float32))
         return maps
 

@@ -91,10 +91,13 @@ def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = No
     shapes = tensor_shapes(model, input_shape)
     inits = {i.name for i in model.graph.initializer}
     image = next((shapes.get(i.name) for i in model.graph.input if i.name not in inits), None)
+    from inspector.graph.batch_axis import graph_batch_axes
+
+    batch = graph_batch_axes(model)  # an LSTM's Y [T, dirs, N, hidden] is 4-D but not a feature map
     chosen = None
     for node in model.graph.node:
         for out in node.output:
-            if out in needed and _spatial(shapes.get(out), image):
+            if out in needed and _spatial(shapes.get(out), image) and batch.get(out, (0,)) in ((0,), ()):
                 chosen = out
     if chosen is None:
         raise InvalidArgument("found no 4-D tensor with spatial extent before the first output; "

@@ -63,4 +63,6 @@ class CAM(BaseCAM):
         if w.shape[1] != c.act.shape[1]:
             raise InvalidArgument(f"the classifier after {c.layer} reads {w.shape[1]} features but the layer has "
                                   f"{c.act.shape[1]} channels", field="layers")
-        return c.run.seed[c.rows].reshape(len(c.rows), -1) @ w
+        seed = c.run.seed_rows(c.rows)
+        seed = seed[None] if c.run.batch_axis is None else np.moveaxis(seed, c.run.batch_axis, 0)
+        return seed.reshape(len(c.rows), -1) @ w

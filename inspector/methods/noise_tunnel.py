@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspector.errors import InvalidArgument
-from inspector.methods.base import Explanation, Method
+from inspector.methods.base import Explanation, Method, take_rows
 from inspector.methods.gradients import finish_input
 from inspector.methods.maps import positive_int, unit_float
 from inspector.methods.run import Run
@@ -65,7 +65,8 @@ class NoiseTunnel(Method):
             eps = rng.standard_normal((len(r), *run.x.shape[1:])).astype(np.float32)
             noisy = (run.x[r] + eps * sigma[r].reshape(shape).astype(np.float32)).astype(run.x.dtype)
             copy = Run(run.access, noisy, run.target, run.tensor, run.layout,
-                       {run.tensor: run.outputs[run.tensor][r]}, run.seed[r], run.score[r], score_after=False)
+                       {run.tensor: take_rows(run.outputs[run.tensor], r, run.batch_axis)}, run.seed_rows(r),
+                       run.score[r], score_after=False, batch_axis=run.batch_axis)
             a = np.asarray(base.compute(copy, layers, dict(base_params)).attribution, np.float64)
             for row in np.unique(r):
                 pick = a[r == row]

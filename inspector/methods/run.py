@@ -19,6 +19,8 @@ from inspector.methods.base import (
     describe_targets,
     is_default,
     make_seed,
+    per_image,
+    take_rows,
     target_scores,
 )
 from inspector.model_access import ModelAccess
@@ -52,9 +54,32 @@ def output_rank(access: ModelAccess, tensor: str) -> int | None:
     return None
 
 
-def one_run(access: ModelAccess, target: Target, tensor: str) -> bool:
-    """Whether one forward+backward run can seed itself: a default (top-1) target on [N, K] logits."""
-    return is_default(target) and output_rank(access, tensor) == 2
+def one_run(access: ModelAccess, target: Target, tensor: str, axis: int | None = 0) -> bool:
+    """Whether one forward+backward run can seed itself: a default (top-1) target on [N, K] logits
+    (the batch on axis 0)."""
+    return is_default(target) and axis == 0 and output_rank(access, tensor) == 2
+
+
+def target_axis(access: ModelAccess, tensor: str, x: np.ndarray) -> int | None:
+    """The batch axis of the target tensor (graph.batch_axis: axis 0 for [N, K] logits, 1 for
+    time-major [T, N, K], None for a tensor without one, such as [K, 4] boxes of a batch-1 export)."""
+    from inspector.graph.batch_axis import batch_axis
+
+    return batch_axis(access, tensor, x)
+
+
+def check_target_axis(tensor: str, value: np.ndarray, axis: int | None, n: int) -> None:
+    """InvalidArgument unless `value` holds n images on `axis` (one image where it has no batch axis)."""
+    from inspector.graph.batch_axis import layout_label
+
+    if axis is None:
+        if n != 1:
+            raise InvalidArgument(f"the target tensor '{tensor}' has no batch axis (shape {list(value.shape)} "
+                                  f"for {n} images); send one image per call, or target a tensor that keeps "
+                                  "the batch", field="tensor")
+    elif axis >= value.ndim or value.shape[axis] != n:
+        raise InvalidArgument(f"the target tensor '{tensor}' has shape {list(value.shape)}, not {n} images on "
+                              f"its batch axis {axis} ({layout_label(value.shape, axis)})", field="tensor")
 
 
 def gradients(access: ModelAccess, x: np.ndarray, wrt: Sequence[str] | None = None,
@@ -75,15 +100,17 @@ def gradients(access: ModelAccess, x: np.ndarray, wrt: Sequence[str] | None = No
         start = resolve_tensors(access.graph, [start])[0]
     names = [access.input_name] if not wrt else [
         w if w == access.input_name else resolve_tensors(access.graph, [w])[0] for w in wrt]
-    if one_run(access, target, start):
+    axis = target_axis(access, start, x)
+    if one_run(access, target, start, axis):
         grads, fetched = access.backward_top1(x, start, names, policy=policy)
         value = fetched[start]
     else:
         value = access.forward(x, fetch=[start])[start]
-        grads = access.backward(x, start, make_seed(target, value), names, policy=policy)
+        check_target_axis(start, value, axis, len(x))
+        grads = access.backward(x, start, make_seed(target, value, axis, start), names, policy=policy)
     return Gradients({n: grads[n] for n in names}, start=start, policy=policy,
-                     targets=describe_targets(target, value, start),
-                     scores=[float(s) for s in target_scores(target, value)], wrt=names)
+                     targets=describe_targets(target, value, start, axis),
+                     scores=[float(s) for s in target_scores(target, value, axis)], wrt=names)
 
 
 @dataclass
@@ -100,6 +127,7 @@ class Run:
     score: np.ndarray
     score_after: bool = True
     first_gradients: dict[str, np.ndarray] | None = None  # standard-policy gradients on x itself
+    batch_axis: int | None = 0  # the target tensor's batch axis (None: it has none; one image)
 
     @classmethod
     def start(cls, access: ModelAccess, x: np.ndarray, target: Target, fetch: Sequence[str] = (),
@@ -109,15 +137,17 @@ class Run:
         x = check_images(x)
         tensor = target.tensor or access.output_names[0]
         run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0), score_after)
-        if wrt and one_run(access, target, tensor):
+        run.batch_axis = target_axis(access, tensor, x)
+        if wrt and one_run(access, target, tensor, run.batch_axis):
             grads, fetched = access.backward_top1(np.ascontiguousarray(x), tensor, list(wrt),
                                                   fetch=list(dict.fromkeys([*fetch, *access.output_names])))
             run.outputs, run.first_gradients = fetched, grads
         if not run.outputs:
             run.outputs = run.forward(x, fetch)
         value = run.outputs[tensor]
-        run.seed = make_seed(target, value)
-        run.score = (run.seed * value).reshape(len(x), -1).sum(axis=1)
+        check_target_axis(tensor, value, run.batch_axis, len(x))
+        run.seed = make_seed(target, value, run.batch_axis, tensor)
+        run.score = per_image(run.seed * value, run.batch_axis)
         return run
 
     @property
@@ -134,6 +164,7 @@ class Run:
                batch_size: int) -> np.ndarray:
         """Target scores of `count` inputs; images(i0, i1) gives (inputs, source image rows) for [i0, i1)."""
         out = np.empty(count, np.float64)
+        batch_size = 1 if self.batch_axis is None else batch_size  # a tensor without a batch axis: one per run
         for i0 in range(0, count, batch_size):
             self.access.check_cancelled()
             xs, rows = images(i0, min(count, i0 + batch_size))
@@ -141,8 +172,16 @@ class Run:
                 info = np.iinfo(self.x.dtype)  # integer images: round and clip, never wrap
                 xs = np.clip(np.round(xs), info.min, info.max)
             value = self.forward(xs)[self.tensor]
-            out[i0:i0 + len(xs)] = (self.seed[rows] * value).reshape(len(xs), -1).sum(axis=1)
+            out[i0:i0 + len(xs)] = self.image_scores(value, rows)
         return out
+
+    def seed_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The seed of source images `rows`, on the target tensor's batch axis."""
+        return take_rows(self.seed, rows, self.batch_axis)
+
+    def image_scores(self, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """[len(rows)] target scores of a target-tensor value whose image i uses the seed of rows[i]."""
+        return per_image(self.seed_rows(rows) * value, self.batch_axis)
 
     def gradients(self, x: np.ndarray, wrt: Sequence[str], rows: np.ndarray | None = None,
                   policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -152,7 +191,14 @@ class Run:
                 and all(w in cached for w in wrt)
                 and (rows is None or np.array_equal(rows, np.arange(len(self.x))))):
             return {w: cached[w] for w in wrt}
-        seed = self.seed if rows is None else self.seed[rows]
+        if self.batch_axis is None and len(x) > 1:  # a target without a batch axis: one image per run
+            from inspector.graph.batch_axis import batch_axis
+
+            parts = [self.gradients(x[i:i + 1], wrt, None if rows is None else rows[i:i + 1], policy, fetch)
+                     for i in range(len(x))]
+            return {k: np.concatenate([p[k] for p in parts], axis=batch_axis(self.access, k, x) or 0)
+                    for k in parts[0]}
+        seed = self.seed if rows is None else self.seed_rows(rows)
         return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
                                     list(wrt), policy=policy, fetch=list(fetch))
 
@@ -210,7 +256,8 @@ class Run:
             method=method, heatmap=heatmap,
             layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),
             attribution=None if attribution is None else np.asarray(attribution, np.float32),
-            layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor),
+            layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor,
+                                                          self.batch_axis),
             score=[float(s) for s in self.score.astype(np.float32)],
             score_after=None if after is None else [float(s) for s in after],
             params=dict(params), extras=dict(extras or {}))

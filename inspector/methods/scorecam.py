@@ -47,7 +47,7 @@ class AblationCAM(BaseCAM):
         def ablated(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
             values = c.act[rows[i0:i1]].copy()
             values[np.arange(i1 - i0), channels[i0:i1]] = 0.0
-            return values, rows[i0:i1]
+            return c.to_layer(values, rows[i0:i1]), rows[i0:i1]
 
         scores = tail_scores(c.run, c.x, c.layer, n * ch, ablated, positive_int(c.params, "batch_size"))
         base = c.run.score[:, None] if c.x is c.run.x else _own_scores(c)[:, None]
@@ -57,7 +57,7 @@ class AblationCAM(BaseCAM):
 
 def _own_scores(c: CamInput) -> np.ndarray:
     value = c.run.forward(c.x)[c.run.tensor]
-    return (c.run.seed[c.rows] * value).reshape(len(c.x), -1).sum(axis=1)
+    return c.run.image_scores(value, c.rows)
 
 
 GAUSS3 = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], np.float32)
@@ -81,7 +81,7 @@ class ReciproCAM(BaseCAM):
             for j, spot in enumerate(spots[i0:i1]):
                 y, x = divmod(int(spot), w)
                 masks[j, y:y + 3, x:x + 3] = kernel
-            return c.act[rows[i0:i1]] * masks[:, None, 1:-1, 1:-1], rows[i0:i1]
+            return c.to_layer(c.act[rows[i0:i1]] * masks[:, None, 1:-1, 1:-1], rows[i0:i1]), rows[i0:i1]
 
         scores = tail_scores(c.run, c.x, c.layer, n * h * w, kept, positive_int(c.params, "batch_size"))
         maps = scores.reshape(n, h, w)

@@ -22,9 +22,10 @@ def tail_scores(run: Run, x: np.ndarray, layer: str, count: int,
     """Target scores of `count` edited activations of the batch x; edits(i0, i1) gives (values, rows of x)."""
     forward = _runner(run, layer)
     out = np.empty(count, np.float64)
+    batch_size = 1 if run.batch_axis is None else batch_size  # a target without a batch axis: one per run
     for i0 in range(0, count, batch_size):
         run.access.check_cancelled()
         values, rows = edits(i0, min(count, i0 + batch_size))
         result = forward(x[rows], values)
-        out[i0:i0 + len(rows)] = (run.seed[rows] * result).reshape(len(rows), -1).sum(axis=1)
+        out[i0:i0 + len(rows)] = run.image_scores(result, rows)
     return out
