@@ -18,6 +18,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
+from fastapi.staticfiles import StaticFiles
 from inspector_client.types import Progress, Result
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -415,9 +417,13 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
     async def docs():
         return DOCS_PAGE
 
+    static = Path(__file__).parent / "static"
+    if (static / "index.html").is_file():  # the single-page app, shipped inside the package
+        app.mount("/app", StaticFiles(directory=static, html=True), name="app")
+
     @app.get("/", include_in_schema=False)
     async def root():
-        return RedirectResponse(f"{PREFIX}/docs")
+        return RedirectResponse("/app/" if (static / "index.html").is_file() else f"{PREFIX}/docs")
 
     return app
 
