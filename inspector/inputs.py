@@ -29,17 +29,38 @@ class PreparedInput:
     others: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # other inputs, held fixed
 
     def display(self, i: int) -> np.ndarray:
-        """Image i in display space (uint8 HxWx3) for overlays; min-max scaled without a spec."""
+        """Image i in display space (uint8 HxWx3) for overlays; min-max scaled without a spec.
+
+        An input that is not an image batch (rank != 4: tokens, sequences, vectors) has nothing to
+        draw an overlay on: InvalidArgument asking for overlay=False. Channels-first or -last is
+        read as the methods read it (last axis 1 or 3 and axis 1 not); 1 channel is gray, 3 RGB,
+        4 RGB (alpha dropped), any other count the min-max scaled channel mean.
+        """
         from inspector.imaging.preprocess import to_display
 
+        x = np.asarray(self.x)
+        if x.ndim != 4:
+            raise errors.InvalidArgument(f"overlays need an image input [N, C, H, W] or [N, H, W, C]; this input has "
+                                         f"shape {list(x.shape)}: pass overlay=False", field="overlay")
+        if not 0 <= i < len(x):
+            raise errors.InvalidArgument(f"overlay {i} asked for a batch of {len(x)} image(s): the heatmaps do not "
+                                         "match the input batch; pass overlay=False", field="overlay")
         if self.spec is not None:
-            return to_display(self.x[i], self.spec)
-        img = np.asarray(self.x[i], np.float64)
-        img = img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] in (1, 3) else img
-        img = img if img.ndim == 3 else img[..., None]
+            try:
+                return to_display(x[i], self.spec)
+            except errors.InvalidArgument:
+                pass  # the spec does not describe this tensor: min-max display below
+        img = np.asarray(x[i], np.float64)
+        last = img.shape[2] in (1, 3) and img.shape[0] not in (1, 3)
+        img = img if last else img.transpose(1, 2, 0)
+        if img.shape[2] == 4:
+            img = img[..., :3]
+        elif img.shape[2] not in (1, 3):
+            img = img.mean(axis=2, keepdims=True)
+        img = np.nan_to_num(img)
         lo, hi = img.min(), img.max()
         scaled = np.round((img - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-        return np.repeat(scaled, 3, axis=2) if scaled.shape[2] == 1 else scaled[..., :3]
+        return np.ascontiguousarray(np.repeat(scaled, 3, axis=2) if scaled.shape[2] == 1 else scaled)
 
 
 def spec_to_dict(spec: PreprocessSpec | None) -> dict:
