@@ -170,8 +170,8 @@ def make_seed(target: Target, value: np.ndarray, batch_axis: int | None = 0,
                               "and at least one more", field="tensor")
     one = value.shape[:batch_axis] + value.shape[batch_axis + 1:]
     if 0 in one:
-        raise InvalidArgument(f"the output '{name}' is empty for this image (shape {list(value.shape)}, "
-                              f"{list(one)} per image): nothing to explain; give a target tensor that is not "
+        raise InvalidArgument(f"the output '{name}' is empty for this image: nothing to explain (shape "
+                              f"{list(value.shape)}, {list(one)} per image); give a target tensor that is not "
                               "empty (another output or a layer) with a target index, channel or seed",
                               field="tensor")
     if batch_axis:
