@@ -98,3 +98,43 @@ def test_maximize_draws_a_grid(served, capsys, tmp_path):
     assert "24/24" in err  # the progress bar reached the end
     assert len(json.loads(out)["final_objective"]) == 4
     assert Image.open(tmp_path / "grid.png").size[0] > 64
+
+
+def test_targets_friendly_errors_and_outputs(served, capsys, tmp_path):
+    """Targets as in the client, a message (not a traceback) for a missing file or a down server,
+    histograms beside the filter grids, and no progress frames in a pipe."""
+    server, _, model, image = served
+    run(capsys, "models", "load", str(model), "--name", "cnn", "--server", server,
+        "--preprocess", '{"resize": [32, 32]}')
+    code, out, _ = run(capsys, "explain", "cnn", str(image), "--server", server, "--json", "--method", "gradcam",
+                       "--target-tensor", "relu2_out", "--box", "2,4,10,12", "--channel", "3",
+                       "--out", str(tmp_path / "box.png"))
+    assert code == 0 and json.loads(out)["target"] == ["relu2_out[c=3, y=4:12, x=2:10]"]
+    code, out, _ = run(capsys, "explain", "cnn", str(image), "--server", server, "--json", "--target", "1,4",
+                       "--method", "saliency", "--out", str(tmp_path / "two.png"))
+    assert code == 0 and json.loads(out)["target"] == ["logits[1+4]"]
+    code, _, err = run(capsys, "explain", "cnn", str(tmp_path / "missing.png"), "--server", server)
+    assert code == 2 and "cannot read" in err and "missing.png" in err and "Traceback" not in err
+    code, _, err = run(capsys, "infer", "cnn", str(image), "--server", "127.0.0.1:9", "--timeout", "5")
+    assert code == 1 and "no inspector server answers at 127.0.0.1:9" in err
+    for fmt in ("png", "histogram"):
+        assert run(capsys, "weights", "cnn", "--layer", "conv1", "--out", str(tmp_path / "w"), "--format", fmt,
+                   "--server", server)[0] == 0
+    names = sorted(p.name for p in (tmp_path / "w").iterdir())
+    assert "conv1.weight.png" in names and "conv1.weight.hist.png" in names
+    code, _, err = run(capsys, "maximize", "cnn", "--layer", "relu2", "--channels", "0-1", "--steps", "3",
+                       "--param", "size=32", "--out", str(tmp_path / "mx.png"), "--server", server)
+    assert code == 0 and "\r" not in err  # stderr is not a terminal here
+
+
+def test_python_dash_m_inspector_and_help_on_every_flag():
+    out = subprocess.run([sys.executable, "-m", "inspector", "explain", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--target-tensor" in out.stdout
+    from inspector.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest not in ("help",) and action.option_strings:
+                assert action.help, f"inspector {name} {action.option_strings[0]} has no help"

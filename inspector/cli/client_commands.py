@@ -67,6 +67,43 @@ def _params(pairs: list[str]) -> dict:
     return out
 
 
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"error: {flag} takes comma-separated integers, got {text!r}") from None
+
+
+def _target(args):
+    """The client's target from --target/--target-tensor/--target-index/--box/--channel (None: top-1)."""
+    spec: dict = {}
+    if args.target_tensor:
+        spec["tensor"] = args.target_tensor
+    if args.target_index:
+        spec["index"] = _ints(args.target_index, "--target-index")
+    if args.target:
+        classes = _ints(args.target, "--target")
+        if not spec and len(classes) == 1:
+            return classes[0]
+        spec["index" if len(classes) == 1 and "index" not in spec else "classes"] = classes
+    if args.box:
+        box = _ints(args.box, "--box")
+        if len(box) != 4:
+            raise SystemExit(f"error: --box takes x1,y1,x2,y2, got {args.box!r}")
+        x1, y1, x2, y2 = box
+        spec["box"] = [y1, x1, y2, x2]  # the API's order: y0, x0, y1, x1
+    if args.channel is not None:
+        spec["channel"] = args.channel
+    return spec or None
+
+
+def _image(path: str):
+    """An image file as its path (the client reads it), a .npy file as the input tensor."""
+    if path.endswith(".npy"):
+        return np.load(path)
+    return path
+
+
 def _channels(spec: str) -> list[int]:
     out: list[int] = []
     for part in spec.split(","):
@@ -115,7 +152,7 @@ def models_rm(args, c) -> None:
 
 
 def infer(args, c) -> None:
-    outputs = c.infer(args.model, args.image)
+    outputs = c.infer(args.model, _image(args.image))
     first = next(iter(outputs.values()))
     flat = first.reshape(first.shape[0], -1)[0]
     top = np.argsort(flat)[::-1][:args.top]
@@ -124,9 +161,9 @@ def infer(args, c) -> None:
 
 def features(args, c) -> None:
     if args.format == "npy":
-        written = _write_all(Path(args.out), c.feature_maps(args.model, args.image, args.layer), ".npy")
+        written = _write_all(Path(args.out), c.feature_maps(args.model, _image(args.image), args.layer), ".npy")
     else:
-        pngs = c.render_feature_maps(args.model, args.image, args.layer, cmap=args.cmap, top_k=args.top_k)
+        pngs = c.render_feature_maps(args.model, _image(args.image), args.layer, cmap=args.cmap, top_k=args.top_k)
         written = _write_all(Path(args.out), pngs, ".png")
     _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
@@ -137,18 +174,18 @@ def weights(args, c) -> None:
     else:
         pngs = c.render_weights(args.model, args.layer, mode=args.mode, cmap=args.cmap,
                                 histogram=args.format == "histogram")
-        written = _write_all(Path(args.out), pngs, ".png")
+        written = _write_all(Path(args.out), pngs, ".hist.png" if args.format == "histogram" else ".png")
     _emit(args, {"files": written}, f"wrote {len(written)} files to {args.out}")
 
 
 def gradients(args, c) -> None:
-    grads = c.gradients(args.model, args.image, args.wrt, target=args.target, policy=args.policy)
+    grads = c.gradients(args.model, _image(args.image), args.wrt, target=_target(args), policy=args.policy)
     written = _write_all(Path(args.out), grads, ".npy")
     _emit(args, {k: list(v.shape) for k, v in grads.items()}, f"wrote {len(written)} files to {args.out}")
 
 
 def explain(args, c) -> None:
-    exp = c.explain(args.model, args.image, method=args.method, target=args.target,
+    exp = c.explain(args.model, _image(args.image), method=args.method, target=_target(args),
                     layer=args.layer, **_params(args.param))
     Path(args.out).write_bytes(exp.overlay_png[0])
     if args.npy:
@@ -156,8 +193,10 @@ def explain(args, c) -> None:
     data = {"method": exp.method, "layer": exp.layers, "target": exp.targets, "score": exp.score,
             "score_after": exp.score_after, "overlay": args.out, "params": exp.params}
     if args.metrics:
-        metrics = c.evaluate(args.model, args.image, exp, metrics=args.metrics.split(","))
+        metrics = c.evaluate(args.model, _image(args.image), exp, metrics=args.metrics.split(","))
         data["metrics"] = {k: v.tolist() for k, v in metrics.items()}
+    for warning in exp.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     _emit(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
@@ -212,6 +251,17 @@ def dispatch(args: argparse.Namespace) -> int:
         with _client(args) as c:
             globals()[args.handler](args, c)
     except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            print(f"error: no inspector server answers at {args.server} ({err.details()}); start one with "
+                  "`inspector serve`, or pass --server HOST:PORT", file=sys.stderr)
+            return 1
         print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1
+    except OSError as err:  # a local file the command was given
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot read{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # the client refused an argument before sending it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0

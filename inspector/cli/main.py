@@ -31,48 +31,63 @@ def arg(*names: str, **options) -> tuple[tuple[str, ...], dict]:
 LAYERS = arg("--layer", action="append", help="tensor/node name, op type or 'all' (repeatable)")
 PARAMS = arg("--param", action="append", default=[], metavar="KEY=VALUE",
              help="method parameter, JSON value (repeatable), e.g. --param steps=64")
+MODEL = arg("model", help="model id, unique id prefix or name")
+IMAGE = arg("image", help="an image file (or a .npy input tensor)")
+TARGET = [arg("--target", help="class index, or several comma-separated (default: each image's top-1)"),
+          arg("--target-tensor", help="explain this output or intermediate tensor instead of the first output"),
+          arg("--target-index", help="element of the target tensor per image, e.g. 0,5 for row 0, column 5"),
+          arg("--box", help="a region x1,y1,x2,y2 in the target tensor's pixels (N,C,H,W tensors)"),
+          arg("--channel", type=int, help="a channel of the target tensor (N,C,H,W tensors)")]
 
 # The client commands: name, help, arguments, handler in client_commands. Options left unset are
 # None, which the server reads as its own default (never restated here).
 COMMANDS = [
     ("infer", "run a model on an image and print its top outputs",
-     [arg("model"), arg("image"), arg("--top", type=int, default=5)], "infer"),
+     [MODEL, IMAGE, arg("--top", type=int, default=5, help="how many outputs to print")], "infer"),
     ("features", "feature maps of chosen layers for one image",
-     [arg("model"), arg("image"), LAYERS, arg("--out", default="features"),
-      arg("--format", choices=("png", "npy"), default="png"), arg("--cmap"), arg("--top-k", type=int)],
+     [MODEL, IMAGE, LAYERS, arg("--out", default="features", help="output folder"),
+      arg("--format", choices=("png", "npy"), default="png", help="PNG channel grids or raw .npy tensors"),
+      arg("--cmap", help="matplotlib colormap of the grids"),
+      arg("--top-k", type=int, help="only the k channels with the largest mean activation")],
      "features"),
     ("weights", "conv/gemm weights: filter grids or .npy files",
-     [arg("model"), LAYERS, arg("--out", required=True),
-      arg("--format", choices=("png", "npy", "histogram"), default="png"),
-      arg("--mode", help="auto, rgb, mean or channels"), arg("--cmap")], "weights"),
+     [MODEL, LAYERS, arg("--out", required=True, help="output folder"),
+      arg("--format", choices=("png", "npy", "histogram"), default="png",
+          help="filter grids (NAME.png), raw tensors (NAME.npy) or histograms (NAME.hist.png)"),
+      arg("--mode", help="auto, rgb, mean or channels"), arg("--cmap", help="matplotlib colormap")], "weights"),
     ("gradients", "gradients of a target with respect to tensors, as .npy",
-     [arg("model"), arg("image"), arg("--wrt", action="append"), arg("--target", type=int),
-      arg("--policy", help="standard, guided_backprop or deconvnet"), arg("--out", default="gradients")],
+     [MODEL, IMAGE, arg("--wrt", action="append", help="tensor to differentiate with respect to (repeatable; "
+                                                         "default: the input)"), *TARGET,
+      arg("--policy", help="standard, guided_backprop or deconvnet"),
+      arg("--out", default="gradients", help="output folder")],
      "gradients"),
     ("explain", "an attribution map (CAM, saliency, IG, ...) as an overlay",
-     [arg("model"), arg("image"), arg("--method", help="see `inspector methods`"), arg("--target", type=int),
-      LAYERS, arg("--out", default="overlay.png"), arg("--npy", help="also save the heatmap [N,H,W] as .npy"),
+     [MODEL, IMAGE, arg("--method", help="see `inspector methods`"), *TARGET,
+      LAYERS, arg("--out", default="overlay.png", help="the overlay PNG"),
+      arg("--npy", help="also save the heatmap [N,H,W] as .npy"),
       PARAMS, arg("--metrics", help="comma-separated faithfulness metrics to compute")], "explain"),
     ("methods", "list attribution methods and their parameters", [], "methods"),
     ("maximize", "activation maximization of channels of a layer",
-     [arg("model"), arg("--layer", help="default: the class scores for logit/probability objectives"),
-      arg("--channels", default="0-7", help="e.g. 0-15 or 1,5,9"), arg("--steps", type=int),
+     [MODEL, arg("--layer", help="default: the class scores for logit/probability objectives"),
+      arg("--channels", default="0-7", help="e.g. 0-15 or 1,5,9"), arg("--steps", type=int, help="ascent steps"),
       arg("--objective", help="channel, neuron, layer, logit or probability"), PARAMS,
-      arg("--out", default="maximize.png")], "maximize"),
+      arg("--out", default="maximize.png", help="the grid of images, one per channel")], "maximize"),
     ("audit", "activation and weight health over many images, as HTML",
-     [arg("model"), arg("images", nargs="+", help="folders, globs, image files or an .npy batch"),
-      arg("--out", required=True), arg("--layers", action="append"),
+     [MODEL, arg("images", nargs="+", help="folders, globs, image files or an .npy batch"),
+      arg("--out", required=True, help="report folder"), arg("--layers", action="append",
+                                                           help="layers to audit (default: the main ones)"),
       arg("--labels", help="a file with one integer label per image, in sorted path order"),
-      arg("--batch-size", type=int, default=8)], "audit"),
+      arg("--batch-size", type=int, default=8, help="images per request")], "audit"),
 ]
 MODEL_COMMANDS = [
     ("load", "upload a local .onnx file (or --server-path: read on the server)",
-     [arg("path", nargs="?"), arg("--server-path", help="a path under the server's --model-root"), arg("--name"),
+     [arg("path", nargs="?", help="a local .onnx file"),
+      arg("--server-path", help="a path under the server's --model-root"), arg("--name", help="a name to use"),
       arg("--preprocess", help='JSON spec, e.g. \'{"resize": 256, "crop": [224, 224]}\''),
       arg("--providers", help="comma-separated preference, e.g. cuda,cpu")], "models_load"),
     ("list", "list stored models", [], "models_list"),
-    ("show", "a model's inputs, outputs and layers", [arg("model")], "models_show"),
-    ("rm", "delete a stored model", [arg("model")], "models_rm"),
+    ("show", "a model's inputs, outputs and layers", [MODEL], "models_show"),
+    ("rm", "delete a stored model", [MODEL], "models_rm"),
 ]
 
 
@@ -93,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(models.add_subparsers(dest="models_command", required=True), MODEL_COMMANDS)
     _add(sub, COMMANDS)
     p = sub.add_parser("demo", help="start a server, inspect a real CNN on a photo, write index.html")
-    p.add_argument("--out", default="demo-out")
+    p.add_argument("--out", default="demo-out", help="output folder (index.html and pictures)")
     p.add_argument("--server", help="use this running server instead of starting one")
     p.add_argument("--steps", type=int, default=96, help="activation-maximization steps")
     return parser

@@ -14,8 +14,8 @@ from inspector.config import InspectorConfig, default_store_dir
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the gRPC server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (0: a free one, printed on start)")
     p.add_argument("--store", type=Path, default=None, help=f"model store (default {default_store_dir()})")
     p.add_argument("--model-root", type=Path, action="append", default=[],
                    help="allow LoadModel(server_path) under this folder (repeatable)")
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                    help="RPCs waiting for a slot; more get RESOURCE_EXHAUSTED with a retry hint")
     p.add_argument("--max-message-mb", type=float, default=4.0,
                    help="largest gRPC message the server sends; results stream in chunks below it")
-    p.add_argument("--max-upload-mb", type=float, default=2048.0)
+    p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest model upload")
     p.add_argument("--max-response-mb", type=float, default=InspectorConfig.max_response_bytes / (1 << 20),
                    help="largest result (all streamed chunks together)")
     p.add_argument("--auth-token-file", type=Path, default=None,
@@ -50,8 +50,8 @@ def add_parser(sub) -> None:
                    help="also serve the JSON API (/api/v1, docs at /api/v1/docs) on this port, same host")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on http://HOST:PORT/metrics")
-    p.add_argument("--log-level", default="INFO")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line")
 
 
 def config_from_args(args: argparse.Namespace) -> InspectorConfig:

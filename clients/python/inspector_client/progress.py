@@ -11,18 +11,28 @@ class ProgressBar:
     def __init__(self, total: int, *, stream: TextIO = sys.stderr, width: int = 30, label: str = "") -> None:
         self.total, self.stream, self.width, self.label = max(total, 1), stream, width, label
         self.start = time.monotonic()
+        isatty = getattr(stream, "isatty", None)
+        self.live = bool(isatty and isatty())  # frames with \r only on a terminal, never into a pipe
+        self.last: tuple[int, int] | None = None
 
     def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stream.write("\n")
+        if not self.live and self.last is not None:  # a pipe or a log gets one summary line
+            step, total = self.last
+            self.stream.write(f"{self.label}{step}/{total} in {time.monotonic() - self.start:.1f}s\n")
+        elif self.live:
+            self.stream.write("\n")
         self.stream.flush()
 
     def update(self, progress) -> None:
         """Accepts a client Progress (step/total/values) or a plain step count."""
         step = getattr(progress, "step", progress)
         total = getattr(progress, "total", 0) or self.total
+        self.last = (step, total)
+        if not self.live:
+            return
         done = min(step / total, 1.0)
         elapsed = time.monotonic() - self.start
         eta = elapsed / done - elapsed if done > 0 else 0.0
