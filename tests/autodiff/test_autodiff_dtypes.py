@@ -150,3 +150,10 @@ def test_integer_tensor_inside_the_graph_is_still_refused():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(InvalidArgument, match="'q' holds uint8"):
         build_gradient_model(model, "y", ["q"])
+
+
+def test_int64_input_is_refused_not_made_float():
+    """Token ids and indices get no straight-through Cast: their gradient means nothing."""
+    model = with_integer_input(small_cnn(), TensorProto.INT64)
+    with pytest.raises(InvalidArgument, match="'input' holds int64"):
+        build_gradient_model(model, "logits", ["input"])

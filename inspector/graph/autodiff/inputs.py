@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import onnx
 from onnx import TensorProto, helper
 
-INTEGER_INPUTS = frozenset({TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT16, TensorProto.INT16,
-                            TensorProto.INT32, TensorProto.INT64, TensorProto.UINT32, TensorProto.UINT64})
+# Image-like integer types (exact in float32). int32/int64 inputs (token ids, indices) stay
+# refused by paths.find_path: a gradient with respect to an index means nothing.
+INTEGER_INPUTS = frozenset({TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT16, TensorProto.INT16})
 
 
 def integer_inputs(model: onnx.ModelProto, wrt: Sequence[str]) -> list[str]:
