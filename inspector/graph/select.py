@@ -118,8 +118,12 @@ def unknown_selectors_message(unknown: list[str], known: list[str],
     """One sentence per unknown selector, with up to three close matches."""
     parts = []
     for sel in unknown:
-        close = difflib.get_close_matches(sel, known, n=3, cutoff=0.6)
+        low = sel.lower()
+        prefixed = [k for k in known if k.lower().startswith(low) or low.startswith(k.lower())]
+        close = list(dict.fromkeys([*sorted(prefixed, key=len)[:3], *difflib.get_close_matches(sel, known, n=3,
+                                                                                          cutoff=0.6)]))[:3]
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         parts.append(f"'{sel}'{hint}")
     return (f"no {kinds} in this model matches " + "; ".join(parts)
-            + ". List the layers with describe_model / the Describe call to see valid names.")
+            + ". The layer table lists valid names: `inspector models show MODEL`, GetModelInfo, or "
+              "model_info() in the clients.")

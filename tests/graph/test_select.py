@@ -67,3 +67,11 @@ def test_unknown_selectors_named_with_suggestions():
     assert re.findall(r"(?:matches |; )'([^']+)'", msg) == ["relu_1", "nothing-like-it", "conv4x"]
     assert "'relu_1' (did you mean 'relu1'" in msg and "'conv4x' (did you mean 'conv4'" in msg
     assert "'nothing-like-it';" in msg
+
+
+def test_unknown_names_suggest_prefix_matches_and_name_real_calls():
+    from inspector.graph.select import unknown_selectors_message
+
+    text = unknown_selectors_message(["layer4"], ["layer4.1.relu", "layer3.0.conv1", "fc"])
+    assert "did you mean 'layer4.1.relu'" in text and "describe_model" not in text
+    assert "inspector models show" in text
