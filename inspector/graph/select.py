@@ -119,9 +119,8 @@ def unknown_selectors_message(unknown: list[str], known: list[str],
     parts = []
     for sel in unknown:
         low = sel.lower()
-        prefixed = [k for k in known if k.lower().startswith(low) or low.startswith(k.lower())]
-        close = list(dict.fromkeys([*sorted(prefixed, key=len)[:3], *difflib.get_close_matches(sel, known, n=3,
-                                                                                          cutoff=0.6)]))[:3]
+        prefixed = sorted((k for k in known if k.lower().startswith(low)), key=len)  # layer4 -> layer4.1.relu
+        close = list(dict.fromkeys([*difflib.get_close_matches(sel, known, n=3, cutoff=0.6), *prefixed]))[:3]
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         parts.append(f"'{sel}'{hint}")
     return (f"no {kinds} in this model matches " + "; ".join(parts)
