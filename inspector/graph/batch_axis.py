@@ -26,6 +26,20 @@ if TYPE_CHECKING:
     from inspector.model_access import ModelAccess
 
 SYMBOL = "inspector_batch_axis"  # the fresh dim_param the input's batch dimension gets
+FLOATS = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                    onnx.TensorProto.BFLOAT16})
+
+
+def _light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for shape inference without value_info: large float weights keep their type and dims,
+    not their data (inference reads the values only of small shape-like constants)."""
+    g = model.graph
+    inits = [t if int(np.prod(t.dims)) <= 1024 or t.data_type not in FLOATS
+             else onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims) for t in g.initializer]
+    graph = onnx.GraphProto(name=g.name, node=g.node, input=g.input, output=g.output, initializer=inits,
+                            sparse_initializer=g.sparse_initializer)
+    return onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import,
+                           functions=model.functions, graph=graph)
 
 
 def graph_batch_axes(model: onnx.ModelProto, input_name: str | None = None) -> dict[str, tuple[int, ...]]:
@@ -40,8 +54,7 @@ def graph_batch_axes(model: onnx.ModelProto, input_name: str | None = None) -> d
         if not inputs:
             return {}
         input_name = inputs[0]
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = _light_copy(model)
     g = out.graph
     found = False
     for vi in g.input:
@@ -50,7 +63,6 @@ def graph_batch_axes(model: onnx.ModelProto, input_name: str | None = None) -> d
             found = True
     if not found:
         return {}
-    del g.value_info[:]  # stale shapes (a fixed batch) would win over the symbol
     for vi in g.output:
         if vi.type.HasField("tensor_type"):
             vi.type.tensor_type.ClearField("shape")
@@ -129,10 +141,20 @@ def batch_axis(access: ModelAccess, tensor: str, x: np.ndarray | None = None) ->
     if any(t.name == tensor for t in model.graph.initializer):
         return None
     axes = _memo(access, ("batch_axis", "graph"), lambda: graph_batch_axes(model, access.input_name))
-    found = axes.get(tensor)
-    if found is not None and len(found) == 1:
-        return found[0]
-    return _memo(access, ("batch_axis", "probe", tensor), lambda: probe_batch_axis(access, tensor, x))
+    inferred = axes.get(tensor)
+    if inferred is not None and len(inferred) == 1:
+        return inferred[0]
+
+    def probe() -> int | None | errors.FailedPrecondition:
+        try:
+            return probe_batch_axis(access, tensor, x)
+        except errors.FailedPrecondition as exc:  # remembered too: a folded batch stays folded
+            return exc
+
+    found = _memo(access, ("batch_axis", "probe", tensor), probe)
+    if isinstance(found, errors.FailedPrecondition):
+        raise errors.FailedPrecondition(found.message, field=found.field)
+    return found
 
 
 def batch_axes(access: ModelAccess, tensors: Sequence[str], x: np.ndarray | None = None) -> dict[str, int | None]:

@@ -4,6 +4,7 @@ symbol survives, from a probe run (one image, then the same image twice) where i
 import numpy as np
 import onnx
 import pytest
+from factory import small_cnn
 from methods.methods_models import (  # tests/methods (tests/ is on the path)
     detector_model,
     nhwc,
@@ -67,6 +68,15 @@ def test_batch_axes_from_the_graph(model, shape, expected):
         assert values[name].shape[axis] == 3, (name, values[name].shape)
 
 
+def test_large_weights_are_not_needed():
+    """Inference runs on a copy without the data of large float weights (small_cnn's conv4 has 2304)."""
+    model = small_cnn(seed=1, batch_dim=1)  # a fixed batch of 1: Flatten keeps the symbol
+    assert max(int(np.prod(t.dims)) for t in model.graph.initializer) > 1024
+    inferred = graph_batch_axes(model)
+    assert inferred["relu4_out"] == (0,) and inferred["logits"] == (0,)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1  # the model itself untouched
+
+
 def test_initializers_and_batch_free_tensors_have_no_batch_axis():
     model = vit_model("NTC")
     access = OrtModelAccess(model)
@@ -99,6 +109,8 @@ def test_folded_batch_is_refused_naming_the_tensor():
     with pytest.raises(FailedPrecondition, match="'windows1' folds the batch") as err:
         batch_axis(access, "windows1", x)
     assert "[4, 4, 4] for one image, [8, 4, 4] for two" in err.value.message
+    with pytest.raises(FailedPrecondition, match="'windows1' folds the batch"):  # remembered, raised again
+        batch_axis(access, "windows1", x)
     assert batch_axis(access, "stage1", x) == 0  # [N, h, w, C] stage output
 
 
