@@ -105,7 +105,9 @@ def test_values_equal_shared_memory_streamed_and_in_process(shm_server, shm_dir)
             assert all(np.array_equal(got[k], outputs[k]) for k in outputs)
     big = [v.nbytes for v in (*expected.values(), *outputs.values()) if v.nbytes >= MIN_BYTES]
     assert len(big) == 3 and shm.bytes_sent - before == sum(big)  # conv3_out and logits streamed
-    assert f"inspector_shm_bytes {shm.bytes_sent}" in shm_server.metrics.render()
+    samples = dict(line.rsplit(" ", 1) for line in shm_server.metrics.render().decode().splitlines()
+                   if line and not line.startswith("#"))
+    assert float(samples["inspector_shm_bytes_total"]) == shm.bytes_sent
     del got
     gc.collect()  # no array left: every result file handed back for reuse, the probe removed on close
     assert os.listdir(shm_dir) and all(FREE.fullmatch(n) for n in os.listdir(shm_dir))

@@ -1,12 +1,11 @@
-"""Observability: a request id per call (in every log record), one structured log line per
-call, per-RPC counters and latency histograms, served in the Prometheus text format.
-
-prometheus_client is not a dependency: the exposition is a few lines over http.server.
+"""Observability: a request id per call (the caller's own `x-request-id` when it sends one; in
+every log record), one structured log line per call, and metrics through prometheus_client:
+per-RPC counters and latency histograms (also under the standard grpc_server_* names), process
+metrics, gauges and counters read at scrape time.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextvars
 import json
 import logging
@@ -23,6 +22,11 @@ from inspector.service.limits import wrap_handler
 log = logging.getLogger("inspector.service.calls")
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def _usable_id(sent: str) -> bool:
+    """A caller's x-request-id we keep: short printable ASCII."""
+    return 0 < len(sent) <= 64 and sent.isascii() and sent.isprintable()
 
 
 def current_request_id() -> str | None:
@@ -52,48 +56,72 @@ class JsonFormatter(logging.Formatter):
 
 
 class Metrics:
-    """Counters and histograms in memory, rendered as Prometheus text; gauges are callbacks."""
+    """The server's metrics in a prometheus_client registry of its own: per-RPC counters and
+    latency histograms (ours and the standard grpc_server_* names), process metrics, and values
+    read at scrape time (gauges, and counters for cumulative values such as cache hits)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list[int]] = {}  # per rpc: counts per bucket, +Inf last
-        self.latency_sum: dict[str, float] = {}
-        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
-    def observe(self, rpc: str, code: str, seconds: float) -> None:
-        with self._lock:
-            self.calls[(rpc, code)] = self.calls.get((rpc, code), 0) + 1
-            counts = self.latency.setdefault(rpc, [0] * (len(BUCKETS_S) + 1))
-            counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
-            self.latency_sum[rpc] = self.latency_sum.get(rpc, 0.0) + seconds
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.calls = Counter("inspector_rpc", "Finished RPCs by method and status code.", ("rpc", "code"),
+                             registry=self.registry)
+        self.latency = Histogram("inspector_rpc_seconds", "RPC latency.", ("rpc",), buckets=BUCKETS_S,
+                                 registry=self.registry)
+        self.started = Counter("grpc_server_started", "RPCs started on the server.",
+                               ("grpc_service", "grpc_method"), registry=self.registry)
+        self.handled = Counter("grpc_server_handled", "RPCs completed on the server, by status code.",
+                               ("grpc_service", "grpc_method", "grpc_code"), registry=self.registry)
+        self.handling = Histogram("grpc_server_handling_seconds", "RPC handling time.",
+                                  ("grpc_service", "grpc_method"), buckets=BUCKETS_S, registry=self.registry)
+        self._read: list[tuple[str, str, str, Callable[[], float]]] = []  # (kind, name, doc, read)
+        self.registry.register(_Readings(self._read))
+
+    def start(self, method: str) -> None:
+        service, _, rpc = method.lstrip("/").rpartition("/")
+        self.started.labels(service or "?", rpc).inc()
+
+    def observe(self, rpc: str, code: str, seconds: float, service: str = "?") -> None:
+        self.calls.labels(rpc, code).inc()
+        self.latency.labels(rpc).observe(seconds)
+        self.handled.labels(service, rpc, code).inc()
+        self.handling.labels(service, rpc).observe(seconds)
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        self.gauges[name] = (doc, read)
+        """A value that goes up and down, read at each scrape."""
+        self._read.append(("gauge", name, doc, read))
 
-    def render(self) -> str:
-        """The Prometheus text exposition format (version 0.0.4)."""
-        lines = ["# HELP inspector_rpc_total Finished RPCs by method and status code.",
-                 "# TYPE inspector_rpc_total counter"]
-        with self._lock:
-            calls, latency, sums = dict(self.calls), {k: list(v) for k, v in self.latency.items()}, dict(
-                self.latency_sum)
-        lines += [f'inspector_rpc_total{{rpc="{r}",code="{c}"}} {n}' for (r, c), n in sorted(calls.items())]
-        lines += ["# HELP inspector_rpc_seconds RPC latency.", "# TYPE inspector_rpc_seconds histogram"]
-        for rpc, counts in sorted(latency.items()):
-            total = 0
-            for bound, count in zip((*BUCKETS_S, "+Inf"), counts, strict=True):
-                total += count
-                lines.append(f'inspector_rpc_seconds_bucket{{rpc="{rpc}",le="{bound}"}} {total}')
-            lines += [f'inspector_rpc_seconds_sum{{rpc="{rpc}"}} {sums[rpc]:.6f}',
-                      f'inspector_rpc_seconds_count{{rpc="{rpc}"}} {total}']
-        for name, (doc, read) in sorted(self.gauges.items()):
+    def counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A cumulative value kept elsewhere (exposed as NAME_total), read at each scrape."""
+        self._read.append(("counter", name, doc, read))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition format."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class _Readings:
+    """A collector of values read at scrape time; one that fails is left out of that scrape."""
+
+    def __init__(self, readings: list) -> None:
+        self.readings = readings
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        for kind, name, doc, read in list(self.readings):
             try:
                 value = float(read())
-            except Exception:  # noqa: BLE001 - a broken gauge must not break the scrape
+            except Exception:  # noqa: BLE001 - a broken reading must not break the scrape
                 continue
-            lines += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, doc, value=value)
 
 
 class ObservingInterceptor(grpc.ServerInterceptor):
@@ -103,50 +131,53 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         self.metrics = metrics
 
     def intercept_service(self, continuation, details):
-        rpc = (details.method or "?").rsplit("/", 1)[-1]
-        return wrap_handler(continuation(details), lambda b: self._unary(rpc, b),
-                            lambda b: self._stream(rpc, b))
+        method = details.method or "?"
+        service, _, rpc = method.lstrip("/").rpartition("/")
+        return wrap_handler(continuation(details), lambda b: self._unary(service, rpc, b),
+                            lambda b: self._stream(service, rpc, b))
 
-    def _begin(self, context: grpc.ServicerContext) -> tuple[str, contextvars.Token, float]:
-        request_id = uuid.uuid4().hex[:12]
+    def _begin(self, service: str, rpc: str, context: grpc.ServicerContext) -> tuple[str, contextvars.Token, float]:
+        self.metrics.started.labels(service or "?", rpc).inc()
+        sent = dict(context.invocation_metadata() or ()).get("x-request-id", "")
+        request_id = sent if _usable_id(sent) else uuid.uuid4().hex[:12]  # a caller's own id is kept
         try:
             context.send_initial_metadata((("x-request-id", request_id),))
         except (RuntimeError, ValueError):  # the call is already gone
             pass
         return request_id, _request_id.set(request_id), time.perf_counter()
 
-    def _end(self, rpc: str, context, token, started: float, failed: bool) -> None:
+    def _end(self, service: str, rpc: str, context, token, started: float, failed: bool) -> None:
         code = context.code() if hasattr(context, "code") else None
         name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
         seconds = time.perf_counter() - started
-        self.metrics.observe(rpc, name, seconds)
+        self.metrics.observe(rpc, name, seconds, service or "?")
         log.info("%s %s %.1f ms", rpc, name, seconds * 1000,
                  extra={"fields": {"rpc": rpc, "code": name, "ms": round(seconds * 1000, 2),
                                    "peer": context.peer()}})
         _request_id.reset(token)
 
-    def _unary(self, rpc: str, behavior):
+    def _unary(self, service: str, rpc: str, behavior):
         def run(request, context):
-            _, token, started = self._begin(context)
+            _, token, started = self._begin(service, rpc, context)
             failed = True
             try:
                 response = behavior(request, context)
                 failed = False
                 return response
             finally:
-                self._end(rpc, context, token, started, failed)
+                self._end(service, rpc, context, token, started, failed)
 
         return run
 
-    def _stream(self, rpc: str, behavior):
+    def _stream(self, service: str, rpc: str, behavior):
         def run(request, context):
-            _, token, started = self._begin(context)
+            _, token, started = self._begin(service, rpc, context)
             failed = True
             try:
                 yield from behavior(request, context)
                 failed = False
             finally:
-                self._end(rpc, context, token, started, failed)
+                self._end(service, rpc, context, token, started, failed)
 
         return run
 
@@ -159,9 +190,11 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            body = metrics.render().encode()
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            body = metrics.render()
             self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -128,14 +128,17 @@ def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, shm: SharedMemor
     """Queue depth, running calls, session-cache counters, quarantined entries, shared memory."""
     metrics.gauge("inspector_calls_running", "RPCs executing now.", lambda: gate.running)
     metrics.gauge("inspector_queue_depth", "RPCs waiting for a slot.", lambda: gate.waiting)
-    for key in ("hits", "misses", "evictions", "entries", "bytes"):
-        metrics.gauge(f"inspector_session_cache_{key}", f"Session cache {key}.",
+    for key in ("hits", "misses", "evictions"):
+        metrics.counter(f"inspector_session_cache_{key}", f"Session cache {key} since start.",
+                        lambda k=key: inspector.sessions.stats().get(k, 0))
+    for key in ("entries", "bytes"):
+        metrics.gauge(f"inspector_session_cache_{key}", f"Session cache {key} now.",
                       lambda k=key: inspector.sessions.stats().get(k, 0))
     metrics.gauge("inspector_store_quarantined", "Store entries quarantined as corrupt.",
                   lambda: len(quarantined(inspector.store.root)))
     if shm is not None:
-        metrics.gauge("inspector_shm_bytes", "Result bytes handed to local clients in shared memory.",
-                      lambda: shm.bytes_sent)
-        metrics.gauge("inspector_shm_files", "Shared-memory result files written.", lambda: shm.files_written)
-        metrics.gauge("inspector_shm_files_removed", "Shared-memory result files no client opened, removed.",
-                      lambda: shm.files_removed)
+        metrics.counter("inspector_shm_bytes", "Result bytes handed to local clients in shared memory.",
+                        lambda: shm.bytes_sent)
+        metrics.counter("inspector_shm_files", "Shared-memory result files written.", lambda: shm.files_written)
+        metrics.counter("inspector_shm_files_removed", "Shared-memory result files no client opened, removed.",
+                        lambda: shm.files_removed)
