@@ -1,7 +1,8 @@
 """How a CAM layer's activations become [N, C, h, w] maps, whatever the layer's layout.
 
 [N, C, h, w] stays as it is. [N, h, w, C] (a Swin stage in timm's newer exports) is transposed
-when the channels-first reading would be larger than the image. Token layers of vision
+when the channels-first reading (h, w) does not fit the image or its aspect ratio (within 1.5x) and
+the channels-last one does (within 1.1x). Token layers of vision
 transformers, [N, tokens, C] or [tokens, N, C] (the batch axis from graph.batch_axis), are cut to
 their patch grid as pytorch-grad-cam's `reshape_transform` does: a leading class token is
 dropped when tokens - 1 is a perfect square, tokens that are a perfect square are taken as they
@@ -26,6 +27,7 @@ from inspector.errors import InvalidArgument
 SEQUENCE_OPS = frozenset({"LSTM", "GRU", "RNN", "Scan", "Loop", "DynamicQuantizeLSTM"})
 SQUARE_ASPECT = math.log(2.0)  # a square token grid fits images up to 2:1
 GRID_ASPECT = math.log(1.1)  # another grid must match the image's aspect ratio this closely
+LOOSE_ASPECT = math.log(1.5)  # a 4-D layer read channels-first that is this close stays channels-first
 NEEDS = ("class activation maps need an N,C,h,w tensor (a spatial layer; N,h,w,C also works), or the token "
          "output of a vision transformer block ([N, tokens, C] or [tokens, N, C]) whose tokens form the patch "
          "grid; name such a layer with `layers`")
@@ -62,6 +64,13 @@ class LayerLayout:
         kept = np.moveaxis(like, self.batch_axis, 0)[:, :self.drop]
         joined = np.concatenate([kept.astype(tokens.dtype), tokens], axis=1)
         return np.ascontiguousarray(np.moveaxis(joined, 0, self.batch_axis))
+
+
+def _map_of(hw: tuple[int, ...], size: tuple[int, int], tolerance: float) -> bool:
+    """Whether (h, w) fits in the image and has its aspect ratio within `tolerance` (a log ratio)."""
+    h, w = (int(v) for v in hw)
+    return (1 <= h <= size[0] and 1 <= w <= size[1]
+            and abs(math.log(h / w) - math.log(size[0] / size[1])) <= tolerance)
 
 
 def grid_for(tokens: int, size: tuple[int, int]) -> tuple[int, int, int] | None:
@@ -115,8 +124,7 @@ def layer_layout(access, layer: str, act: np.ndarray, x: np.ndarray, size: tuple
         if axis != 0:
             raise InvalidArgument(f"layer '{layer}' has shape {shown}, the batch on axis {axis}: it is not an image "
                                   f"feature map; {NEEDS}", field="layers")
-        h, w = size
-        if (shape[2] > h or shape[3] > w) and shape[1] <= h and shape[2] <= w:
+        if not _map_of(shape[2:4], size, LOOSE_ASPECT) and _map_of(shape[1:3], size, GRID_ASPECT):
             return LayerLayout("NHWC")
         return LayerLayout("NCHW")
     op = memo(("cam_layer_sequence", layer), lambda: _sequence_op(access.graph, layer)) if memo else \

@@ -242,11 +242,12 @@ def detector_model(threshold: float = 1e9, seed: int = 0) -> onnx.ModelProto:
                    helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], inits)
 
 
-def nhwc_features_model(seed: int = 0) -> onnx.ModelProto:
-    """conv -> Transpose to [N, H, W, C] ("feat_nhwc", a timm Swin stage's layout) -> mean over H, W -> fc."""
+def nhwc_features_model(seed: int = 0, channels: int = 24) -> onnx.ModelProto:
+    """conv -> Transpose to [N, 8, 8, C] ("feat_nhwc", a timm Swin stage's layout) -> mean over H, W -> fc."""
     rng = np.random.default_rng(seed)
-    inits = [_f32("c_w", rng.standard_normal((24, 3, 3, 3)) * 0.3), _f32("c_b", 0.1 * rng.standard_normal(24)),
-             _i64("hw", [1, 2]), _f32("fc_w", rng.standard_normal((3, 24)))]
+    inits = [_f32("c_w", rng.standard_normal((channels, 3, 3, 3)) * 0.3),
+             _f32("c_b", 0.1 * rng.standard_normal(channels)), _i64("hw", [1, 2]),
+             _f32("fc_w", rng.standard_normal((3, channels)))]
     nodes = [helper.make_node("Conv", ["input", "c_w", "c_b"], ["conv"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                               strides=[2, 2]),
              helper.make_node("Relu", ["conv"], ["relu"]),

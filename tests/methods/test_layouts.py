@@ -202,9 +202,10 @@ def test_default_cam_layer_skips_recurrent_outputs():
     assert exp.layers == ["feat"] and np.std(exp.heatmap) > 0
 
 
-def test_nhwc_stage_output_equals_its_nchw_twin():
+@pytest.mark.parametrize("channels", [24, 16])  # 16: the channels-first reading (8, 16) fits in 16x16
+def test_nhwc_stage_output_equals_its_nchw_twin(channels):
     """[N, H, W, C] (timm's Swin stages) is read channels-last: the same map as on the NCHW tensor."""
-    access = OrtModelAccess(nhwc_features_model())
+    access = OrtModelAccess(nhwc_features_model(channels=channels))
     x = VIT_X
     for method in ("gradcam", "eigencam", "ablationcam"):
         a = get_method(method).explain(access, x, Target(), layers=["feat_nhwc"])
