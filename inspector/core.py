@@ -286,10 +286,13 @@ def _quantized_note(loaded: LoadedModel) -> list[str]:
     """The straight-through estimator, said where it was used."""
     ops = loaded.access.memo(("quantized ops",), lambda: sorted(
         {n.op_type for n in loaded.model.graph.node if n.op_type in QUANTIZED_OPS or n.op_type.startswith("QLinear")}))
-    if not ops:
-        return []
-    return [f"gradients pass the quantized ops ({', '.join(ops)}) by the straight-through estimator: each "
-            "is differentiated as its dequantized float equivalent, zero where quantization saturates"]
+    notes = [f"gradients pass the quantized ops ({', '.join(ops)}) by the straight-through estimator: each "
+             "is differentiated as its dequantized float equivalent, zero where quantization saturates"] if ops else []
+    dtype = loaded.description.inputs[0].dtype or "float32"
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        notes.append(f"the input '{loaded.description.inputs[0].name}' holds {dtype}: gradients are taken with "
+                     "respect to its float value (a straight-through Cast)")
+    return notes
 
 
 def _noted(result, notes: list[str]):

@@ -52,3 +52,14 @@ def test_dead_paths_and_quantized_ops_are_said(tmp_path):
 
     core.upload([small_cnn(seed=4, size=16).SerializeToString()], name="plain")
     assert core.gradients("plain", X).warnings == [] and core.explain("plain", X).warnings == []
+
+
+def test_an_integer_input_says_its_gradient_is_straight_through(tmp_path):
+    from dtype_models import with_integer_input
+
+    core = Inspector(InspectorConfig(store_dir=tmp_path / "store", vetting=False))
+    core.upload([with_integer_input(small_cnn(seed=4, size=16)).SerializeToString()], name="u8")
+    x = (X * 255).astype(np.uint8)
+    grads = core.gradients("u8", x)
+    assert np.any(grads["input"]) and any("straight-through Cast" in w and "uint8" in w for w in grads.warnings)
+    assert not any("straight-through" in w for w in core.explain("u8", x, "scorecam").warnings)
