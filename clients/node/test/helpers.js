@@ -55,9 +55,10 @@ async function startServer(extraArgs = []) {
   return { target, stop, dir, stderr: () => err };
 }
 
-/** Run a Python snippet (repo root as cwd, tests/ and the Python client importable); its stdout as JSON. */
-function python(code, input) {
-  const out = execFileSync(PYTHON, ['-c', code], {
+/** Run a Python snippet with `args` as sys.argv[1:] (repo root as cwd, tests/ and the Python
+ * client importable); its stdout parsed as JSON. */
+function python(code, args = [], input = undefined) {
+  const out = execFileSync(PYTHON, ['-c', code, ...args.map(String)], {
     cwd: REPO, input, maxBuffer: 256 << 20,
     env: { ...process.env, PYTHONPATH: [path.join(REPO, 'tests'), path.join(REPO, 'clients', 'python')].join(path.delimiter) },
   });
