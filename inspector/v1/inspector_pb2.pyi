@@ -80,7 +80,7 @@ class TensorInfo(_message.Message):
     dtype: str
     shape: _containers.RepeatedCompositeFieldContainer[Dim]
     rank_known: bool
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[_Union[Dim, _Mapping]]] = ..., rank_known: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[_Union[Dim, _Mapping]]] = ..., rank_known: bool = ...) -> None: ...
 
 class LayerInfo(_message.Message):
     __slots__ = ("name", "op_type", "inputs", "outputs", "parameter_count", "has_weights", "weight_names")
@@ -98,7 +98,7 @@ class LayerInfo(_message.Message):
     parameter_count: int
     has_weights: bool
     weight_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., has_weights: _Optional[bool] = ..., weight_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., has_weights: bool = ..., weight_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("id", "name", "size_bytes", "inputs", "outputs", "opsets", "producer", "layers", "preprocess", "differentiable", "blocking_ops", "created", "providers")
@@ -135,7 +135,7 @@ class ModelInfo(_message.Message):
     blocking_ops: _containers.RepeatedScalarFieldContainer[str]
     created: float
     providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., opsets: _Optional[_Mapping[str, int]] = ..., producer: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., differentiable: _Optional[bool] = ..., blocking_ops: _Optional[_Iterable[str]] = ..., created: _Optional[float] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., opsets: _Optional[_Mapping[str, int]] = ..., producer: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., differentiable: bool = ..., blocking_ops: _Optional[_Iterable[str]] = ..., created: _Optional[float] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
     __slots__ = ("name", "preprocess", "providers", "size")
@@ -231,7 +231,7 @@ class FeatureMapsRequest(_message.Message):
     stats: bool
     float16: bool
     render: RenderOptions
-    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., raw: _Optional[bool] = ..., png: _Optional[bool] = ..., stats: _Optional[bool] = ..., float16: _Optional[bool] = ..., render: _Optional[_Union[RenderOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., raw: bool = ..., png: bool = ..., stats: bool = ..., float16: bool = ..., render: _Optional[_Union[RenderOptions, _Mapping]] = ...) -> None: ...
 
 class WeightsRequest(_message.Message):
     __slots__ = ("model", "layers", "raw", "png", "histogram", "stats", "mode", "cmap")
@@ -251,7 +251,7 @@ class WeightsRequest(_message.Message):
     stats: bool
     mode: str
     cmap: str
-    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., raw: _Optional[bool] = ..., png: _Optional[bool] = ..., histogram: _Optional[bool] = ..., stats: _Optional[bool] = ..., mode: _Optional[str] = ..., cmap: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., raw: bool = ..., png: bool = ..., histogram: bool = ..., stats: bool = ..., mode: _Optional[str] = ..., cmap: _Optional[str] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("tensor", "index", "classes", "channel", "box", "mask", "seed")
@@ -293,7 +293,7 @@ class OverlayOptions(_message.Message):
     cmap: str
     alpha: float
     skip: bool
-    def __init__(self, cmap: _Optional[str] = ..., alpha: _Optional[float] = ..., skip: _Optional[bool] = ...) -> None: ...
+    def __init__(self, cmap: _Optional[str] = ..., alpha: _Optional[float] = ..., skip: bool = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("model", "input", "method", "target", "layers", "params", "overlay")
@@ -343,7 +343,7 @@ class MethodInfo(_message.Message):
     doc: str
     uses_gradients: bool
     defaults: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., doc: _Optional[str] = ..., uses_gradients: _Optional[bool] = ..., defaults: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., doc: _Optional[str] = ..., uses_gradients: bool = ..., defaults: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ListMethodsResponse(_message.Message):
     __slots__ = ("methods",)
@@ -385,7 +385,7 @@ class AuditHeader(_message.Message):
     resume_state: bytes
     checkpoint_every: int
     columnar: bool
-    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., resume_state: _Optional[bytes] = ..., checkpoint_every: _Optional[int] = ..., columnar: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., resume_state: _Optional[bytes] = ..., checkpoint_every: _Optional[int] = ..., columnar: bool = ...) -> None: ...
 
 class AuditRequest(_message.Message):
     __slots__ = ("header", "batch")

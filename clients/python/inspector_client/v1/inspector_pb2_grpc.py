@@ -5,7 +5,7 @@ import warnings
 
 from . import inspector_pb2 as inspector_dot_v1_dot_inspector__pb2
 
-GRPC_GENERATED_VERSION = '1.85.4'
+GRPC_GENERATED_VERSION = '1.72.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in inspector/v1/inspector_pb2_grpc.py depends on'
+        + f' but the generated code in inspector/v1/inspector_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class InspectorStub:
+class InspectorStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -106,7 +106,7 @@ class InspectorStub:
                 _registered_method=True)
 
 
-class InspectorServicer:
+class InspectorServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def UploadModel(self, request_iterator, context):
@@ -292,7 +292,7 @@ def add_InspectorServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Inspector:
+class Inspector(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
