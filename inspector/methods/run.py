@@ -113,6 +113,10 @@ def gradients(access: ModelAccess, x: np.ndarray, wrt: Sequence[str] | None = No
                      scores=[float(s) for s in target_scores(target, value, axis)], wrt=names)
 
 
+class TargetShapeChanged(InvalidArgument):
+    """The target tensor has another shape on perturbed images than on the originals."""
+
+
 @dataclass
 class Run:
     """A started explanation: first forward done, target seed and score known."""
@@ -181,7 +185,22 @@ class Run:
 
     def image_scores(self, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """[len(rows)] target scores of a target-tensor value whose image i uses the seed of rows[i]."""
-        return per_image(self.seed_rows(rows) * value, self.batch_axis)
+        seed = self.seed_rows(rows)
+        if np.shape(value) != seed.shape:
+            raise self.shape_changed(value)
+        return per_image(seed * value, self.batch_axis)
+
+    def shape_changed(self, value: np.ndarray) -> TargetShapeChanged:
+        """The error for a target tensor whose per-image shape differs on changed images."""
+        def one(shape: tuple[int, ...]) -> list[int]:
+            axis = self.batch_axis
+            return list(shape) if axis is None else list(shape[:axis] + shape[axis + 1:])
+
+        return TargetShapeChanged(
+            f"the target tensor '{self.tensor}' changes shape on perturbed images ({one(self.seed.shape)} per image "
+            f"for the images, {one(np.shape(value))} for a changed copy; a detector's box count, say): its scores "
+            "cannot be compared; target a tensor of fixed shape (class scores before the box selection, or a "
+            "layer)", field="tensor")
 
     def gradients(self, x: np.ndarray, wrt: Sequence[str], rows: np.ndarray | None = None,
                   policy: str = "standard", fetch: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -199,8 +218,14 @@ class Run:
             return {k: np.concatenate([p[k] for p in parts], axis=batch_axis(self.access, k, x) or 0)
                     for k in parts[0]}
         seed = self.seed if rows is None else self.seed_rows(rows)
-        return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
-                                    list(wrt), policy=policy, fetch=list(fetch))
+        try:
+            return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
+                                        list(wrt), policy=policy, fetch=list(fetch))
+        except InvalidArgument:  # a copy whose target has another shape (fewer boxes) fails in the gradient graph
+            value = self.forward(x)[self.tensor]
+            if np.shape(value) != seed.shape:
+                raise self.shape_changed(value) from None
+            raise
 
     def gradient_sum(self, count: int, images: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
                      batch_size: int, weights: np.ndarray | None = None, policy: str = "standard") -> np.ndarray:
@@ -250,8 +275,11 @@ class Run:
         rows = np.arange(len(self.x))
         after = None
         if self.score_after:  # one more forward pass; Explain(score_after=False) skips it
-            after = self.scores(len(rows), lambda i0, i1: (self.blend(heatmap[i0:i1], rows[i0:i1]), rows[i0:i1]),
-                                batch_size=max(1, len(rows))).astype(np.float32)
+            try:
+                after = self.scores(len(rows), lambda i0, i1: (self.blend(heatmap[i0:i1], rows[i0:i1]), rows[i0:i1]),
+                                    batch_size=max(1, len(rows))).astype(np.float32)
+            except TargetShapeChanged:
+                after = None  # the target has other elements on x * heatmap: no score to compare
         return Explanation(
             method=method, heatmap=heatmap,
             layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),

@@ -280,3 +280,19 @@ def test_display_of_inputs_that_are_not_images():
     assert rgba.shape == (5, 6, 3)
     with pytest.raises(InvalidArgument, match="overlay 2 asked for a batch of 2"):
         PreparedInput(x, None).display(2)
+
+
+def test_a_target_whose_shape_changes_under_perturbation():
+    """A detector output with data-dependent rows: perturbation and path methods refuse naming it; a
+    gradient CAM explains it and leaves score_after out (x * heatmap has other boxes)."""
+    access = OrtModelAccess(detector_model(threshold=0.3))
+    x = np.random.default_rng(0).random((1, 3, 12, 12)).astype(np.float32)
+    rows = access.forward(x)["boxes"].shape[1]
+    assert rows > 0
+    for method, params in [("occlusion", {"window": 4, "stride": 4}), ("integrated_gradients", {"steps": 4}),
+                           ("smoothgrad", {"samples": 3}), ("rise", {"masks": 4})]:
+        with pytest.raises(InvalidArgument, match=rf"'boxes' changes shape on perturbed images \(\[{rows}, 4\] per image"):
+            get_method(method).explain(access, x, Target(index=(0, 1)), **params)
+    exp = get_method("gradcam").explain(access, x, Target(index=(0, 1)))
+    assert exp.score_after is None and np.std(exp.heatmap) > 0
+    assert exp.score == [pytest.approx(float(access.forward(x)["boxes"][0, 0, 1]))]
