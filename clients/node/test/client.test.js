@@ -273,6 +273,20 @@ describe('InspectorClient against a real server', () => {
     assert.ok(maxAbsDiff(events.at(-1).values, m.objective.data.subarray(10)) <= 1e-5);
   });
 
+  it('cancels a call through an AbortSignal', async () => {
+    const controller = new AbortController();
+    const steps = [];
+    const call = client.maximize('cnn', 'relu4', [0], {
+      steps: 2000, signal: controller.signal,
+      onProgress: (p) => {
+        steps.push(p.step);
+        if (p.step === 3) controller.abort();
+      },
+    });
+    await assert.rejects(call, (e) => e.code === status.CANCELLED && e.codeName === 'CANCELLED');
+    assert.ok(steps.length < 2000);
+  });
+
   it('audits a stream of images into report.json with channel lists', async () => {
     const events = [];
     const a = await client.audit('cnn', [png, pngPath, png], { batchSize: 2, layers: ['relu4'], onProgress: (p) => events.push(p) });
