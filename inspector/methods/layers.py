@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import onnx
 
 from inspector.errors import InvalidArgument
+from inspector.graph.batch_axis import graph_batch_axes
 
 
 def tensor_shapes(model: onnx.ModelProto, input_shape: Sequence[int] | None = None,
@@ -91,8 +92,6 @@ def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = No
     shapes = tensor_shapes(model, input_shape)
     inits = {i.name for i in model.graph.initializer}
     image = next((shapes.get(i.name) for i in model.graph.input if i.name not in inits), None)
-    from inspector.graph.batch_axis import graph_batch_axes
-
     batch = graph_batch_axes(model)  # an LSTM's Y [T, dirs, N, hidden] is 4-D but not a feature map
     chosen = None
     for node in model.graph.node:
