@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from inspector.config import InspectorConfig
 from inspector.core import Inspector
+from inspector.kserve.servicer import add_to_server as add_kserve_servicer
 from inspector.service.auth import AuthInterceptor
 from inspector.service.limits import Gate, LimitsInterceptor
 from inspector.service.malloc import tune_malloc
@@ -91,6 +92,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     if shm is not None:
         shm.sweep()  # result files a previous, killed server left behind
     pb_grpc.add_InspectorServicer_to_server(InspectorServicer(inspector, shm), server)
+    add_kserve_servicer(inspector, server)  # inference.GRPCInferenceService: the Open Inference Protocol
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
