@@ -53,25 +53,28 @@ class Inspector:
         return self.models.sessions
 
     # ---- models -------------------------------------------------------------------------
-    def upload(self, chunks: Iterable[bytes], *, name: str | None = None,
-               preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
-        """Store a model streamed as byte chunks; the id is the sha256 of its bytes."""
-        return self.models.upload(chunks, name=name, preprocess=preprocess, providers=providers)
+    def upload(self, chunks: Iterable[bytes], *, name: str | None = None, preprocess: dict | None = None,
+               providers: Sequence[str] = (), replace: bool = False) -> ModelInfo:
+        """Store a model streamed as byte chunks; the id is the sha256 of its bytes. `name` is an
+        alias with its own spec and providers; one held by another model moves only with `replace`."""
+        return self.models.upload(chunks, name=name, preprocess=preprocess, providers=providers, replace=replace)
 
     def load_model(self, path_or_bytes=None, *, server_path: str | None = None, name: str | None = None,
-                   preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
+                   preprocess: dict | None = None, providers: Sequence[str] = (), replace: bool = False) -> ModelInfo:
         """As the client: a local model file or its bytes, or a path under a model root."""
         from pathlib import Path
 
         if server_path is not None:
-            return self.load_path(server_path, name=name, preprocess=preprocess, providers=providers)
+            return self.load_path(server_path, name=name, preprocess=preprocess, providers=providers,
+                                  replace=replace)
         data = path_or_bytes if isinstance(path_or_bytes, bytes | bytearray) else Path(path_or_bytes).read_bytes()
-        return self.upload([bytes(data)], name=name, preprocess=preprocess, providers=providers)
+        return self.upload([bytes(data)], name=name, preprocess=preprocess, providers=providers, replace=replace)
 
-    def load_path(self, server_path: str, *, name: str | None = None,
-                  preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
+    def load_path(self, server_path: str, *, name: str | None = None, preprocess: dict | None = None,
+                  providers: Sequence[str] = (), replace: bool = False) -> ModelInfo:
         """Store a model the server reads from under one of its model roots."""
-        return self.models.load_path(server_path, name=name, preprocess=preprocess, providers=providers)
+        return self.models.load_path(server_path, name=name, preprocess=preprocess, providers=providers,
+                                     replace=replace)
 
     def list_models(self) -> list[ModelInfo]:
         return [self.models.info(self.models.get(s.id), layers=False) for s in self.store.list()]
@@ -86,6 +89,7 @@ class Inspector:
         return self.models.info(self.models.get(ref), layers=True)
 
     def unload(self, ref: str) -> str:
+        """By name: remove that name (the model goes with its last name); by id: the model."""
         return self.models.unload(ref)
 
     unload_model = unload

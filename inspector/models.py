@@ -7,6 +7,7 @@ request. `Inspector` (core.py) is the facade over it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -57,33 +58,32 @@ class OpenModels:
                                           max_entries=config.max_sessions,
                                           max_bytes=config.max_session_bytes,
                                           factor=config.session_bytes_factor)
-        self._open: dict[str, LoadedModel] = {}
+        self._open: dict[tuple, LoadedModel] = {}  # (id, requested providers) -> opened
         self._lock = threading.Lock()
 
     # ---- admission ----------------------------------------------------------------------
     def upload(self, chunks: Iterable[bytes], *, name: str | None, preprocess: dict | None,
-               providers: Sequence[str]) -> ModelInfo:
+               providers: Sequence[str], replace: bool = False) -> ModelInfo:
         stored = self.store.put_bytes(chunks, name=name or None, max_bytes=self.config.max_upload_bytes,
-                                      metadata=_metadata(preprocess, providers))
+                                      metadata=_metadata(preprocess, providers), replace=replace)
         return self.accept(stored)
 
     def load_path(self, server_path: str, *, name: str | None, preprocess: dict | None,
-                  providers: Sequence[str]) -> ModelInfo:
+                  providers: Sequence[str], replace: bool = False) -> ModelInfo:
         stored = self.store.put_path(self.confined(server_path), name=name or None,
-                                     metadata=_metadata(preprocess, providers))
+                                     metadata=_metadata(preprocess, providers), replace=replace)
         return self.accept(stored)
 
     def accept(self, stored) -> ModelInfo:
         """Open a freshly stored model; a model that will not open is removed again."""
         from inspector.store.vetting import vet_model
 
-        with self._lock:  # a re-upload may carry a new spec or providers: reopen
-            self._open.pop(stored.id, None)
+        self._drop(stored.id)  # a re-upload may carry new providers: reopen
         try:
             for warning in vet_model(stored.path, stored.size_bytes,
                                      stored.metadata.get("preprocess"), self.config):
                 log.warning("model %s: %s", stored.id[:12], warning)
-            loaded = self.get(stored.id)
+            loaded = self.get(stored.name or stored.id)
             loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
         except errors.InspectorError:
             self.forget(stored.id)
@@ -94,20 +94,27 @@ class OpenModels:
                                          field="model") from exc
         return self.info(loaded, layers=True)
 
+    def _drop(self, model_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._open if k[0] == model_id]:
+                del self._open[key]
+
     def forget(self, model_id: str) -> None:
         """Drop a model from the open set and the store (a failed admission)."""
-        with self._lock:
-            self._open.pop(model_id, None)
+        self._drop(model_id)
         try:
             self.store.delete(model_id)
         except errors.NotFound:
             pass
 
     def unload(self, ref: str) -> str:
+        """By name: that name (the model goes with its last name); by id: the model."""
         stored = self.store.delete(ref)
-        with self._lock:
-            self._open.pop(stored.id, None)
-        self.sessions.evict((stored.id,))
+        try:
+            self.store.get(stored.id)
+        except errors.NotFound:  # the model itself is gone
+            self._drop(stored.id)
+            self.sessions.evict((stored.id,))
         return stored.id
 
     def confined(self, server_path: str) -> Path:
@@ -132,21 +139,23 @@ class OpenModels:
         from inspector.runtime.providers import resolve_providers
 
         stored = self.store.get(ref)
+        requested = tuple(stored.metadata.get("providers") or self.config.providers)
+        key = (stored.id, requested)  # names of one model may prefer different providers
         with self._lock:
-            loaded = self._open.get(stored.id)
-        if loaded is not None:
-            return loaded
-        model = onnx.load(str(stored.path))
-        requested = stored.metadata.get("providers") or self.config.providers
-        providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
-        access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
-                                source=stored.path)
-        loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
-                             warnings, access, dict(stored.metadata))
-        with self._lock:
-            self._open[stored.id] = loaded
-            while len(self._open) > self.config.max_sessions:  # oldest opened goes first
-                self._open.pop(next(iter(self._open)))
+            loaded = self._open.get(key)
+        if loaded is None:
+            model = onnx.load(str(stored.path))
+            providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
+            access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
+                                    source=stored.path)
+            loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
+                                 warnings, access, dict(stored.metadata))
+            with self._lock:
+                loaded = self._open.setdefault(key, loaded)
+                while len(self._open) > self.config.max_sessions:  # oldest opened goes first
+                    self._open.pop(next(iter(self._open)))
+        if loaded.name != stored.name or loaded.metadata != stored.metadata:  # this name's spec
+            loaded = dataclasses.replace(loaded, name=stored.name, metadata=dict(stored.metadata))
         return loaded
 
     def verdict(self, loaded: LoadedModel) -> list[str]:
@@ -164,7 +173,7 @@ class OpenModels:
                     loaded.blocking = [f"{op} ({node})" for op, node in blocking_ops(loaded.model)]
                 except errors.InspectorError as exc:
                     loaded.blocking = [exc.message]
-                self.store.update_metadata(loaded.id, {**stored.metadata, "differentiability": {
+                self.store.update_metadata(loaded.id, {"differentiability": {
                     "rules": _rules_version(), "blocking_ops": loaded.blocking}})
         return loaded.blocking
 
@@ -172,10 +181,10 @@ class OpenModels:
         from inspector_client.types import _plain
 
         d = loaded.description
-        stored = self.store.get(loaded.id)
+        stored = self.store.get(loaded.name or loaded.id)
         blocking = self.verdict(loaded)
         preprocess = _plain(spec_to_dict(spec_from_dict(loaded.metadata.get("preprocess"))))
-        return ModelInfo(id=loaded.id, name=stored.name, size_bytes=stored.size_bytes,
+        return ModelInfo(id=loaded.id, name=stored.name, names=stored.names, size_bytes=stored.size_bytes,
                          inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
                          layers=tuple(d.layers) if layers else (), preprocess=preprocess,
                          differentiable=not blocking, blocking_ops=tuple(blocking),

@@ -105,7 +105,7 @@ def test_values_equal_shared_memory_streamed_and_in_process(shm_server, shm_dir)
             assert all(np.array_equal(got[k], outputs[k]) for k in outputs)
     big = [v.nbytes for v in (*expected.values(), *outputs.values()) if v.nbytes >= MIN_BYTES]
     assert len(big) == 3 and shm.bytes_sent - before == sum(big)  # conv3_out and logits streamed
-    samples = dict(line.rsplit(" ", 1) for line in shm_server.metrics.render().decode().splitlines()
+    samples = dict(line.rsplit(" ", 1) for line in shm_server.metrics.render().splitlines()
                    if line and not line.startswith("#"))
     assert float(samples["inspector_shm_bytes_total"]) == shm.bytes_sent
     del got

@@ -113,7 +113,8 @@ def _channels(spec: str) -> list[int]:
 
 
 def _describe(info) -> str:
-    lines = [f"{info.id[:12]}  {info.name or '-'}  {info.size_bytes / 1e6:.1f} MB  {info.producer}",
+    lines = [f"{info.id[:12]}  {info.name or '-'}  {info.size_bytes / 1e6:.1f} MB  {info.producer}"
+             + (f"  (also: {', '.join(n for n in info.names if n != info.name)})" if len(info.names) > 1 else ""),
              "  inputs:  " + ", ".join(f"{t.name} {t.dtype} {list(t.shape or [])}" for t in info.inputs),
              "  outputs: " + ", ".join(f"{t.name} {t.dtype} {list(t.shape or [])}" for t in info.outputs),
              "  differentiable: " + ("yes" if info.differentiable else
@@ -130,7 +131,7 @@ def models_load(args, c) -> None:
     preprocess = json.loads(args.preprocess) if args.preprocess else None
     providers = [p for p in (args.providers or "").split(",") if p]
     info = c.load_model(args.path, server_path=args.server_path, name=args.name,
-                        preprocess=preprocess, providers=providers)
+                        preprocess=preprocess, providers=providers, replace=args.replace)
     _emit(args, {"id": info.id, "name": info.name}, f"loaded {info.id} ({info.name or 'no name'})")
 
 

@@ -135,6 +135,7 @@ class LoadIn(BaseModel):
     name: str | None = None
     preprocess: dict | None = None
     providers: list[str] = Field(default_factory=list)
+    replace: bool = Field(False, description="move the name from another model")
 
 
 # ---- conversions ------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
 
     @app.post(f"{PREFIX}/models", summary="Upload a model: the body is the .onnx file")
     async def upload(request: Request, name: str | None = None, preprocess: str | None = None,
-                     providers: str | None = None):
+                     providers: str | None = None, replace: bool = False):
         spec = _json_param(preprocess, "preprocess")
         limit = core.config.max_upload_bytes
         with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
@@ -347,13 +348,13 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
             spool.seek(0)
             chunks = iter(lambda: spool.read(1 << 20), b"")
             info = await call(core.upload, chunks, name=name or None, preprocess=spec,
-                              providers=[p for p in (providers or "").split(",") if p])
+                              providers=[p for p in (providers or "").split(",") if p], replace=replace)
         return _model_json(info)
 
     @app.post(f"{PREFIX}/models:load", summary="Load a model from a path under a server model root")
     async def load(body: LoadIn):
         return _model_json(await call(core.load_path, body.server_path, name=body.name,
-                                      preprocess=body.preprocess, providers=body.providers))
+                                      preprocess=body.preprocess, providers=body.providers, replace=body.replace))
 
     @app.get(f"{PREFIX}/models/{{model}}")
     async def model_info(model: str):

@@ -68,8 +68,13 @@ def config_from(objective: str | None, steps: int | None, preview_every: int | N
     if unknown:
         raise errors.InvalidArgument(f"unknown maximize parameters {unknown}; known: {sorted(known)} "
                                      "and size", field="params")
-    given = {"objective": objective, "steps": steps, "preview_every": preview_every}
-    return MaximizeConfig(**params, **{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in {"objective": objective, "steps": steps, "preview_every": preview_every}.items()
+             if v is not None}
+    twice = sorted(k for k in given if k in params and params[k] != given[k])
+    if twice:
+        raise errors.InvalidArgument(f"{twice[0]} is given twice, as a field ({given[twice[0]]!r}) and in params "
+                                     f"({params[twice[0]]!r}); give it once", field=twice[0])
+    return MaximizeConfig(**{**params, **given})
 
 
 def run(access, stored_spec: dict | None, input_info, layer: str | None, channels: Sequence[int], *,

@@ -123,7 +123,7 @@ def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:
     msg = pb.ModelInfo(id=info.id, name=info.name or "", size_bytes=info.size_bytes,
                        producer=info.producer, differentiable=bool(info.differentiable),
                        blocking_ops=list(info.blocking_ops), created=info.created,
-                       providers=list(info.providers))
+                       providers=list(info.providers), names=list(info.names))
     msg.inputs.extend(_tensor_info(t) for t in info.inputs)
     msg.outputs.extend(_tensor_info(t) for t in info.outputs)
     msg.opsets.update({k: int(v) for k, v in info.opsets.items()})

@@ -65,7 +65,7 @@ class Metrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.calls = Counter("inspector_rpc", "Finished RPCs by method and status code.", ("rpc", "code"),
+        self._calls = Counter("inspector_rpc", "Finished RPCs by method and status code.", ("rpc", "code"),
                              registry=self.registry)
         self.latency = Histogram("inspector_rpc_seconds", "RPC latency.", ("rpc",), buckets=BUCKETS_S,
                                  registry=self.registry)
@@ -83,10 +83,16 @@ class Metrics:
         self.started.labels(service or "?", rpc).inc()
 
     def observe(self, rpc: str, code: str, seconds: float, service: str = "?") -> None:
-        self.calls.labels(rpc, code).inc()
+        self._calls.labels(rpc, code).inc()
         self.latency.labels(rpc).observe(seconds)
         self.handled.labels(service, rpc, code).inc()
         self.handling.labels(service, rpc).observe(seconds)
+
+    @property
+    def calls(self) -> dict[tuple[str, str], float]:
+        """Finished RPCs so far by (rpc, code)."""
+        return {(s.labels["rpc"], s.labels["code"]): s.value for metric in self._calls.collect()
+                for s in metric.samples if s.name.endswith("_total")}
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A value that goes up and down, read at each scrape."""
@@ -96,11 +102,11 @@ class Metrics:
         """A cumulative value kept elsewhere (exposed as NAME_total), read at each scrape."""
         self._read.append(("counter", name, doc, read))
 
-    def render(self) -> bytes:
+    def render(self) -> str:
         """The Prometheus text exposition format."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self.registry).decode()
 
 
 class _Readings:
@@ -192,7 +198,7 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> ThreadingHTTPServer
                 return
             from prometheus_client import CONTENT_TYPE_LATEST
 
-            body = metrics.render()
+            body = metrics.render().encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE_LATEST)
             self.send_header("Content-Length", str(len(body)))

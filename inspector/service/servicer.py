@@ -101,14 +101,14 @@ class InspectorServicer(pb_grpc.InspectorServicer):
 
         info = self.core.upload(chunks(), name=header.name or None,
                                 preprocess=convert.preprocess_to_dict(header.preprocess),
-                                providers=list(header.providers))
+                                providers=list(header.providers), replace=header.replace)
         return convert.model_info_to_proto(info)
 
     @handled
     def LoadModel(self, request, context):
         info = self.core.load_path(request.server_path, name=request.name or None,
                                    preprocess=convert.preprocess_to_dict(request.preprocess),
-                                   providers=list(request.providers))
+                                   providers=list(request.providers), replace=request.replace)
         return convert.model_info_to_proto(info)
 
     @handled

@@ -1,13 +1,18 @@
-"""Models on disk, addressed by the sha256 of their .onnx bytes, with optional unique names.
+"""Models on disk, addressed by the sha256 of their .onnx bytes, with names as aliases.
 
 Layout: root/<sha256>/model.onnx (+ external data files) + meta.json. Every write happens in
 root/.tmp/<random>/ and becomes visible by one os.rename of the whole folder, so a crash leaves
-the complete entry or nothing; .tmp is emptied on start. A name is an alias of one id: giving
-it to another model moves it (the old model keeps its id and loses the name).
+the complete entry or nothing; .tmp is emptied on start.
+
+Names are aliases: several may point at one id, and each carries its own metadata (the core
+keeps a preprocessing spec and a provider preference there). Loading the same bytes under a new
+name adds that name and never changes another; a name held by another model moves only when
+asked (`replace=True`), else the call is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -33,7 +38,8 @@ HEX_RE = re.compile(r"[0-9a-fA-F]{8,64}")
 
 @dataclass(frozen=True)
 class StoredModel:
-    """One stored model; `metadata` is free JSON (the core keeps the preprocess spec there)."""
+    """One stored model as a reference sees it: by name, `name` is that name and `metadata` the
+    model's merged with the name's own; by id, the first name and the model's metadata alone."""
 
     id: str
     name: str | None
@@ -41,6 +47,25 @@ class StoredModel:
     size_bytes: int
     created: float
     metadata: dict = field(default_factory=dict)
+    names: tuple[str, ...] = ()  # every name of the model, oldest first
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    path: Path
+    size_bytes: int
+    created: float
+    metadata: dict  # the model's own (a name's metadata overrides it field by field)
+    names: dict  # name -> {"metadata": {...}, "updated": time}
+
+    def view(self, name: str | None = None) -> StoredModel:
+        """As `name` sees it; by id, as its first name does (the model's own metadata when none)."""
+        name = name if name is not None else next(iter(self.names), None)
+        meta = dict(self.metadata)
+        if name is not None:
+            meta.update(self.names[name]["metadata"])
+        return StoredModel(self.id, name, self.path, self.size_bytes, self.created, meta, tuple(self.names))
 
 
 class ModelStore:
@@ -53,13 +78,14 @@ class ModelStore:
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir()
         self._lock = threading.RLock()
-        self._entries: dict[str, StoredModel] = {}
-        self._names: dict[str, str] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._names: dict[str, str] = {}  # name -> id
         self._restore()
 
-    def put_bytes(self, chunks: Iterable[bytes], *, name: str | None = None,
-                  metadata: dict | None = None, max_bytes: int | None = None) -> StoredModel:
-        """Store a model streamed as chunks; same bytes again return the same entry."""
+    def put_bytes(self, chunks: Iterable[bytes], *, name: str | None = None, metadata: dict | None = None,
+                  max_bytes: int | None = None, replace: bool = False) -> StoredModel:
+        """Store a model streamed as chunks; same bytes again return the same entry (with `name`
+        added). `metadata` belongs to `name`, or to the model itself when no name is given."""
         _check_name(name)
         work = self._workdir()
         try:
@@ -68,12 +94,12 @@ class ModelStore:
                 raise errors.InvalidArgument(
                     "this model keeps its weights in external data files, which an upload cannot "
                     "carry; add it from its folder (put_path) or save it with the weights inside")
-            return self._commit(work, digest, size, name, metadata)
+            return self._commit(work, digest, size, name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def put_path(self, path: Path, *, name: str | None = None,
-                 metadata: dict | None = None) -> StoredModel:
+                 metadata: dict | None = None, replace: bool = False) -> StoredModel:
         """Copy a model file and the external-data files it references (inside its folder only)."""
         _check_name(name)
         path = Path(path)
@@ -90,7 +116,7 @@ class ModelStore:
                 shutil.copyfile(safe_source(path.parent, location), target)
                 _fsync(target)
                 size += target.stat().st_size
-            return self._commit(work, digest, size, name, metadata)
+            return self._commit(work, digest, size, name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -98,13 +124,13 @@ class ModelStore:
         """By id, by name, or by a unique id prefix of at least 8 hex digits."""
         with self._lock:
             if ref in self._entries:
-                return self._entries[ref]
+                return self._entries[ref].view()
             if ref in self._names:
-                return self._entries[self._names[ref]]
+                return self._entries[self._names[ref]].view(ref)
             if HEX_RE.fullmatch(ref):
                 hits = [i for i in self._entries if i.startswith(ref.lower())]
                 if len(hits) == 1:
-                    return self._entries[hits[0]]
+                    return self._entries[hits[0]].view()
                 if hits:
                     raise errors.InvalidArgument(
                         f"model id prefix '{ref}' matches {len(hits)} models; give more digits",
@@ -114,30 +140,38 @@ class ModelStore:
             "ids and names, or upload the model first", field="model")
 
     def list(self) -> list[StoredModel]:
-        """Every stored model, oldest first."""
+        """Every stored model (one per id), oldest first."""
         with self._lock:
-            return sorted(self._entries.values(), key=lambda e: (e.created, e.id))
+            return [e.view() for e in sorted(self._entries.values(), key=lambda e: (e.created, e.id))]
 
     def delete(self, ref: str) -> StoredModel:
-        """Remove a model (and its name); returns what was removed."""
+        """By name: remove that name (and the model with its last name). By id: remove the model
+        and every name. Returns what the reference saw."""
         with self._lock:
-            entry = self.get(ref)
+            seen = self.get(ref)
+            entry = self._entries[seen.id]
+            if ref in self._names and len(entry.names) > 1:
+                names = {k: v for k, v in entry.names.items() if k != ref}
+                self._save(dataclasses.replace(entry, names=names))
+                return seen
             trash = self._tmp / f"deleted-{uuid.uuid4().hex}"
             os.rename(self.root / entry.id, trash)  # atomic: gone for a restart from here on
             _fsync(self.root)
             del self._entries[entry.id]
-            if entry.name is not None:
-                self._names.pop(entry.name, None)
+            for name in entry.names:
+                if self._names.get(name) == entry.id:
+                    del self._names[name]
         shutil.rmtree(trash, ignore_errors=True)
-        return entry
+        return seen
 
     def update_metadata(self, ref: str, metadata: dict) -> StoredModel:
-        """Replace a model's metadata (the whole dict)."""
+        """Set fields of the model's own metadata (names keep theirs)."""
         with self._lock:
-            return self._save(replace(self.get(ref), metadata=dict(metadata)))
+            entry = self._entries[self.get(ref).id]
+            return self._save(dataclasses.replace(entry, metadata={**entry.metadata, **metadata})).view()
 
     def _commit(self, work: Path, digest: str, size: int, name: str | None,
-                metadata: dict | None) -> StoredModel:
+                metadata: dict | None, replace: bool = False) -> StoredModel:
         """Make a finished work folder the entry `digest`, or update the entry it duplicates.
 
         A name moving from another model is written to the new holder first, so a crash in
@@ -145,23 +179,33 @@ class ModelStore:
         """
         with self._lock:
             previous = self._names.get(name) if name is not None else None
+            if previous is not None and previous != digest and not replace:
+                raise errors.FailedPrecondition(
+                    f"the name '{name}' belongs to model {previous[:12]}; choose another name, remove "
+                    "it first, or move it explicitly (replace)", field="name")
             entry = self._entries.get(digest)
+            stamp = time.time()
             if entry is None:
-                entry = StoredModel(digest, name, self.root / digest / "model.onnx", size,
-                                    time.time(), dict(metadata or {}))
+                names = {name: {"metadata": dict(metadata or {}), "updated": stamp}} if name is not None else {}
+                entry = _Entry(digest, self.root / digest / "model.onnx", size, stamp,
+                               {} if name is not None else dict(metadata or {}), names)
                 _write_json(work / "meta.json", _meta(entry))
                 os.rename(work, self.root / digest)
                 _fsync(self.root)
                 self._index(entry)
-            elif (name is not None and name != entry.name) or metadata is not None:
-                entry = self._save(replace(
-                    entry, name=entry.name if name is None else name,
-                    metadata=entry.metadata if metadata is None else dict(metadata)))
+            elif name is not None:
+                names = dict(entry.names)
+                names[name] = {"metadata": dict(metadata or {}) if metadata is not None
+                               else dict(names.get(name, {}).get("metadata", {})), "updated": stamp}
+                entry = self._save(dataclasses.replace(entry, names=names))
+            elif metadata is not None:
+                entry = self._save(dataclasses.replace(entry, metadata={**entry.metadata, **metadata}))
             if previous is not None and previous != digest:
-                self._save(replace(self._entries[previous], name=None))
-            return entry
+                old = self._entries[previous]
+                self._save(dataclasses.replace(old, names={k: v for k, v in old.names.items() if k != name}))
+            return entry.view(name)
 
-    def _save(self, entry: StoredModel) -> StoredModel:
+    def _save(self, entry: _Entry) -> _Entry:
         """Atomically rewrite an entry's meta.json and update the index."""
         tmp = self._tmp / f"meta-{uuid.uuid4().hex}.json"
         _write_json(tmp, _meta(entry))
@@ -169,13 +213,15 @@ class ModelStore:
         self._index(entry)
         return entry
 
-    def _index(self, entry: StoredModel) -> None:
-        """Record `entry` in memory; it holds its name (if any) from now on."""
+    def _index(self, entry: _Entry) -> None:
+        """Record `entry` in memory; it holds its names from now on."""
         old = self._entries.get(entry.id)
-        if old is not None and old.name is not None and self._names.get(old.name) == entry.id:
-            del self._names[old.name]
-        if entry.name is not None:
-            self._names[entry.name] = entry.id
+        if old is not None:
+            for name in old.names:
+                if name not in entry.names and self._names.get(name) == entry.id:
+                    del self._names[name]
+        for name in entry.names:
+            self._names[name] = entry.id
         self._entries[entry.id] = entry
 
     def _workdir(self) -> Path:
@@ -185,28 +231,32 @@ class ModelStore:
 
     def _restore(self) -> None:
         """Load every complete entry; a name claimed twice (crash mid-move) goes to the newest."""
-        updated: dict[str, float] = {}
+        claims: dict[str, tuple[float, str]] = {}
         for folder in self.root.iterdir():
             if not ID_RE.fullmatch(folder.name) or not (folder / "model.onnx").is_file():
                 continue
             try:
                 meta = json.loads((folder / "meta.json").read_text())
-                entry = StoredModel(folder.name, meta.get("name"), folder / "model.onnx",
-                                    int(meta["size_bytes"]), float(meta["created"]),
-                                    dict(meta.get("metadata") or {}))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                names = dict(meta.get("names") or {})
+                if meta.get("name") and not names:  # an entry written before names were aliases
+                    names = {meta["name"]: {"metadata": {}, "updated": float(meta.get("updated", 0.0))}}
+                entry = _Entry(folder.name, folder / "model.onnx", int(meta["size_bytes"]),
+                               float(meta["created"]), dict(meta.get("metadata") or {}), names)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("skipping model folder %s: unreadable meta.json (%s)", folder.name, exc)
                 continue
             self._entries[entry.id] = entry
-            stamp = float(meta.get("updated", entry.created))
-            if entry.name is not None:
-                other = self._names.get(entry.name)
-                if other is None or updated[other] < stamp:
-                    self._names[entry.name] = entry.id
-            updated[entry.id] = stamp
+            for name, held in entry.names.items():
+                stamp = float(held.get("updated", entry.created))
+                if name not in claims or claims[name][0] < stamp:
+                    claims[name] = (stamp, entry.id)
+        for name, (_, holder) in claims.items():
+            self._names[name] = holder
         for entry in list(self._entries.values()):
-            if entry.name is not None and self._names.get(entry.name) != entry.id:
-                self._entries[entry.id] = replace(entry, name=None)
+            lost = [n for n in entry.names if self._names.get(n) != entry.id]
+            if lost:
+                self._entries[entry.id] = dataclasses.replace(
+                    entry, names={k: v for k, v in entry.names.items() if k not in lost})
 
 
 def _check_name(name: str | None) -> None:
@@ -253,8 +303,8 @@ def _parse(path: Path) -> onnx.ModelProto:
     return model
 
 
-def _meta(entry: StoredModel) -> dict:
-    return {"id": entry.id, "name": entry.name, "size_bytes": entry.size_bytes,
+def _meta(entry: _Entry) -> dict:
+    return {"id": entry.id, "names": entry.names, "size_bytes": entry.size_bytes,
             "created": entry.created, "updated": time.time(), "metadata": entry.metadata}
 
 

@@ -101,7 +101,7 @@ class LayerInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., has_weights: bool = ..., weight_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "name", "size_bytes", "inputs", "outputs", "opsets", "producer", "layers", "preprocess", "differentiable", "blocking_ops", "created", "providers")
+    __slots__ = ("id", "name", "size_bytes", "inputs", "outputs", "opsets", "producer", "layers", "preprocess", "differentiable", "blocking_ops", "created", "providers", "names")
     class OpsetsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class ModelInfo(_message.Message):
     BLOCKING_OPS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     size_bytes: int
@@ -135,19 +136,22 @@ class ModelInfo(_message.Message):
     blocking_ops: _containers.RepeatedScalarFieldContainer[str]
     created: float
     providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., opsets: _Optional[_Mapping[str, int]] = ..., producer: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., differentiable: bool = ..., blocking_ops: _Optional[_Iterable[str]] = ..., created: _Optional[float] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., opsets: _Optional[_Mapping[str, int]] = ..., producer: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., differentiable: bool = ..., blocking_ops: _Optional[_Iterable[str]] = ..., created: _Optional[float] = ..., providers: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "preprocess", "providers", "size")
+    __slots__ = ("name", "preprocess", "providers", "size", "replace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     preprocess: Preprocess
     providers: _containers.RepeatedScalarFieldContainer[str]
     size: int
-    def __init__(self, name: _Optional[str] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ...) -> None: ...
+    replace: bool
+    def __init__(self, name: _Optional[str] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., replace: bool = ...) -> None: ...
 
 class UploadModelRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -158,16 +162,18 @@ class UploadModelRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
-    __slots__ = ("server_path", "name", "preprocess", "providers")
+    __slots__ = ("server_path", "name", "preprocess", "providers", "replace")
     SERVER_PATH_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
     server_path: str
     name: str
     preprocess: Preprocess
     providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, server_path: _Optional[str] = ..., name: _Optional[str] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    replace: bool
+    def __init__(self, server_path: _Optional[str] = ..., name: _Optional[str] = ..., preprocess: _Optional[_Union[Preprocess, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., replace: bool = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("model",)

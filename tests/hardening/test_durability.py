@@ -37,7 +37,7 @@ def test_corrupt_entries_are_quarantined_on_start(make_server, small_model_bytes
         (headless.name, "model.onnx is missing")])
     assert sorted(n.rsplit("-", 1)[0] for n in second.quarantined()) == sorted([flipped, headless.name])
     assert (store / ".quarantine").is_dir() and not (store / flipped).exists()
-    assert "inspector_store_quarantined 2" in second.metrics.render()
+    assert "inspector_store_quarantined 2.0" in second.metrics.render()
     x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     with InspectorClient(second.address, timeout=60) as client:
         assert [m.id for m in client.list_models()] == [good]

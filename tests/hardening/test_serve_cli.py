@@ -59,8 +59,8 @@ def test_serve_process_with_token_tls_and_metrics(tmp_path, certs, small_model_b
                 anonymous.list_models()
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         text = urllib.request.urlopen(metrics, timeout=10).read().decode()
-        assert 'inspector_rpc_total{rpc="UploadModel",code="OK"} 1' in text
-        assert 'inspector_rpc_total{rpc="ListModels",code="UNAUTHENTICATED"} 1' in text
+        assert 'inspector_rpc_total{code="OK",rpc="UploadModel"} 1.0' in text  # prometheus-client's form
+        assert 'inspector_rpc_total{code="UNAUTHENTICATED",rpc="ListModels"} 1.0' in text
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

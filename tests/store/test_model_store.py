@@ -50,23 +50,43 @@ def test_round_trip_and_restart(tmp_path):
     assert ModelStore(tmp_path).list() == [other]
 
 
-def test_same_bytes_twice_and_names_move(tmp_path):
+def test_same_bytes_twice_and_names_are_aliases(tmp_path):
     store = ModelStore(tmp_path)
-    a = store.put_bytes([_bytes(0)], name="a")
+    a = store.put_bytes([_bytes(0)], name="a", metadata={"preprocess": {"resize": 224}})
     again = store.put_bytes(_chunks(_bytes(0), 77))
-    assert again == a and len(store.list()) == 1
-    renamed = store.put_bytes([_bytes(0)], name="b")
-    assert renamed.id == a.id and renamed.name == "b"
-    with pytest.raises(errors.NotFound):
-        store.get("a")
-    c = store.put_bytes([_bytes(2)], name="b")  # the name moves to the new model
-    assert store.get("b").id == c.id and store.get(a.id).name is None
+    assert again.id == a.id and again.name == "a" and len(store.list()) == 1
+    second = store.put_bytes([_bytes(0)], name="b", metadata={"preprocess": {"resize": 96}})
+    assert second.id == a.id and second.name == "b" and second.names == ("a", "b")
+    # the first name and its spec are untouched by the second
+    assert store.get("a").metadata == {"preprocess": {"resize": 224}}
+    assert store.get("b").metadata == {"preprocess": {"resize": 96}}
+    with pytest.raises(errors.FailedPrecondition, match="belongs to model"):
+        store.put_bytes([_bytes(2)], name="b")  # moving a name is explicit
+    c = store.put_bytes([_bytes(2)], name="b", replace=True)
+    assert store.get("b").id == c.id and store.get(a.id).names == ("a",)
     updated = store.update_metadata(c.id, {"k": [1, 2]})
-    assert updated.metadata == {"k": [1, 2]}
+    assert updated.metadata == {"k": [1, 2]}  # the model's own, under its name b (which holds none)
     restarted = ModelStore(tmp_path)
-    assert restarted.get("b") == updated and restarted.get(a.id).name is None
+    assert restarted.get("b") == store.get("b") and restarted.get(a.id).names == ("a",)
+    assert restarted.get("a").metadata == {"preprocess": {"resize": 224}}
+    removed = restarted.delete("a")  # by its last name: the model goes
+    assert removed.id == a.id and [e.id for e in restarted.list()] == [c.id]
     with pytest.raises(errors.InvalidArgument, match="looks like a model id"):
         store.put_bytes([_bytes(0)], name="deadbeef00")
+
+
+def test_deleting_one_name_keeps_the_model_and_its_other_names(tmp_path):
+    store = ModelStore(tmp_path)
+    a = store.put_bytes([_bytes(0)], name="a")
+    store.put_bytes([_bytes(0)], name="b")
+    store.delete("a")
+    assert store.get("b").id == a.id and store.get(a.id).names == ("b",)
+    with pytest.raises(errors.NotFound):
+        store.get("a")
+    store.delete(a.id)  # by id: the model and every name
+    assert store.list() == []
+    with pytest.raises(errors.NotFound):
+        store.get("b")
 
 
 @pytest.mark.parametrize("data", [b"", b"\x08\x07", b"this is not a model at all" * 10,
@@ -210,10 +230,21 @@ def test_restore_resolves_a_name_left_on_two_entries(tmp_path):
     # a crash between the two meta.json writes of a name move leaves the name on both
     for entry, stamp in ((old, 100.0), (new, 200.0)):
         meta = json.loads((entry.path.parent / "meta.json").read_text())
-        meta.update(name="x", updated=stamp)
+        meta.update(names={"x": {"metadata": {}, "updated": stamp}}, updated=stamp)
         (entry.path.parent / "meta.json").write_text(json.dumps(meta))
     restored = ModelStore(tmp_path)
     assert restored.get("x").id == new.id and restored.get(old.id).name is None
+
+
+def test_entries_written_before_names_were_aliases_keep_their_name(tmp_path):
+    store = ModelStore(tmp_path)
+    entry = store.put_bytes([_bytes(0)], metadata={"preprocess": {"resize": 64}})
+    meta = json.loads((entry.path.parent / "meta.json").read_text())
+    del meta["names"]
+    meta["name"] = "legacy"
+    (entry.path.parent / "meta.json").write_text(json.dumps(meta))
+    restored = ModelStore(tmp_path).get("legacy")
+    assert restored.id == entry.id and restored.metadata == {"preprocess": {"resize": 64}}
 
 
 def test_id_prefixes(tmp_path):

@@ -107,14 +107,18 @@ class InspectorClient:
     # ---- models -------------------------------------------------------------------------
     def load_model(self, path_or_bytes: str | os.PathLike | bytes | None = None, *,
                    server_path: str | None = None, name: str | None = None,
-                   preprocess: dict | None = None, providers: Sequence[str] = ()) -> ModelInfo:
-        """Upload a local model file or bytes (streamed), or ask the server to read `server_path`."""
+                   preprocess: dict | None = None, providers: Sequence[str] = (),
+                   replace: bool = False) -> ModelInfo:
+        """Upload a local model file or bytes (streamed), or ask the server to read `server_path`.
+
+        `name` is an alias with its own preprocess spec and providers; the same bytes may carry
+        several. A name another model holds moves only with `replace=True`."""
         spec = _preprocess(preprocess)
         if server_path is not None:
             if path_or_bytes is not None:
                 raise ValueError("give either path_or_bytes or server_path, not both")
             req = pb.LoadModelRequest(server_path=str(server_path), name=name or "",
-                                      preprocess=spec, providers=list(providers))
+                                      preprocess=spec, providers=list(providers), replace=replace)
             return _model_info(self._call(self._stub.LoadModel, req))
         if path_or_bytes is None:
             raise ValueError("give a model path, its bytes, or server_path")
@@ -126,7 +130,7 @@ class InspectorClient:
 
         def requests() -> Iterator[pb.UploadModelRequest]:
             yield pb.UploadModelRequest(header=pb.UploadHeader(
-                name=name or "", preprocess=spec, providers=list(providers), size=size))
+                name=name or "", preprocess=spec, providers=list(providers), size=size, replace=replace))
             if data is not None:
                 for i in range(0, len(data), UPLOAD_CHUNK):
                     yield pb.UploadModelRequest(chunk=data[i:i + UPLOAD_CHUNK])
@@ -396,4 +400,4 @@ def _model_info(m: pb.ModelInfo) -> ModelInfo:
                                layer.has_weights, tuple(layer.weight_names)) for layer in m.layers),
         preprocess=preprocess_from_message(m.preprocess),
         differentiable=m.differentiable, blocking_ops=tuple(m.blocking_ops), created=m.created,
-        providers=tuple(m.providers))
+        providers=tuple(m.providers), names=tuple(m.names))

@@ -59,6 +59,7 @@ class ModelInfo:
     blocking_ops: tuple[str, ...] = ()  # "OpType (node name)" for ops without a VJP rule
     created: float = 0.0
     providers: tuple[str, ...] = ()  # the execution providers the model runs on
+    names: tuple[str, ...] = ()  # every name (alias) of the model; `name` is the one asked for
 
 
 # ---- the wire form --------------------------------------------------------------------------
