@@ -108,6 +108,8 @@ export interface ModelInfo {
   /** unix time */
   created: number;
   providers: string[];
+  /** every name (alias) of the model; `name` is the one asked for (servers that report them) */
+  names: string[];
 }
 
 /** What every result says about how it was computed. */
@@ -236,6 +238,13 @@ export interface ClientOptions {
   tlsKey?: string | Buffer | null;
   /** extra grpc-js channel options */
   channelOptions?: Record<string, unknown>;
+  /**
+   * Offer the shared-memory transport (large result tensors read from files in shmDir): null
+   * (default) when the target is local and shmDir writable, true always, false never.
+   */
+  sharedMemory?: boolean | null;
+  /** the server's shm directory (default /dev/shm) */
+  shmDir?: string;
 }
 
 export interface CallOptions {
@@ -254,6 +263,8 @@ export interface LoadModelOptions extends CallOptions {
   onProgress?: (bytesSent: number, totalBytes: number) => void;
   /** upload chunk size in bytes (default 1 MiB) */
   chunkSize?: number;
+  /** move `name` from another model (servers with aliases; else FAILED_PRECONDITION) */
+  replace?: boolean;
 }
 
 export interface InputOptions extends CallOptions {
@@ -335,6 +346,9 @@ export class InspectorClient {
   constructor(options: ClientOptions & { target?: string });
   readonly target: string;
   timeout: number | null;
+  /** items and bytes that came through shared memory so far */
+  readonly sharedMemoryStats: { sharedItems: number; sharedBytes: number };
+  /** close the channel and remove the shared-memory probe file */
   close(): void;
   [Symbol.dispose](): void;
 
@@ -376,6 +390,9 @@ export class InspectorError extends Error {
   metadata?: Metadata;
   cause: unknown;
 }
+
+/** A result the server put in shared memory could not be read (sharedMemory: false avoids it). */
+export class SharedMemoryError extends Error {}
 
 /** gRPC status codes by name (grpc-js's `status`). */
 export const status: Record<string, number> & {

@@ -3,17 +3,24 @@
 
 const { decodeTensor } = require('./tensor');
 const { fromStruct } = require('./struct');
+const { ResultFiles, SharedMemoryError } = require('./shm');
 
 // Items that belong to the progress event before them (previews, audit checkpoints).
 const PROGRESS_GROUPS = new Set(['preview', 'checkpoint']);
 const CHECKPOINT = 'state';
 
 class Item {
-  constructor(start) {
+  /** `shared`: the item's bytes, already complete (read from shared memory). */
+  constructor(start, shared = null) {
     this.start = start;
     this.nbytes = Number(start.nbytes || 0);
-    this.buffer = new Uint8Array(new ArrayBuffer(this.nbytes)); // aligned for any dtype
-    this.filled = 0;
+    if (shared === null) {
+      this.buffer = new Uint8Array(new ArrayBuffer(this.nbytes)); // aligned for any dtype
+      this.filled = 0;
+    } else {
+      this.buffer = shared;
+      this.filled = shared.length;
+    }
   }
 
   append(data) {
@@ -75,9 +82,12 @@ class Wire {
 /**
  * Consume an async iterable of ResultChunk objects (keepCase field names).
  * onProgress(progress) sees each Progress event with the previews that followed it.
+ * shmDir: where shared-memory items may lie (null: the client did not offer it); stats, when
+ * given, counts the items and bytes read from there.
  */
-async function assemble(chunks, onProgress) {
+async function assemble(chunks, onProgress = null, shmDir = null, stats = null) {
   const result = new Wire();
+  const files = shmDir !== null ? new ResultFiles(shmDir) : null;
   let current = null;
   let lastProgress = null;
 
@@ -95,36 +105,58 @@ async function assemble(chunks, onProgress) {
     if (lastProgress !== null && onProgress) await onProgress(lastProgress);
   };
 
-  for await (const msg of chunks) {
-    if (msg.header) {
-      const h = msg.header;
-      result.modelId = h.model_id || '';
-      result.providers = [...(h.providers || [])];
-      result.warnings = [...(h.warnings || [])];
-      result.info = h.info ? fromStruct(h.info) : {};
+  const messages = chunks[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const { value: msg, done } = await messages.next();
+      if (done) break;
+      if (msg.header) {
+        const h = msg.header;
+        result.modelId = h.model_id || '';
+        result.providers = [...(h.providers || [])];
+        result.warnings = [...(h.warnings || [])];
+        result.info = h.info ? fromStruct(h.info) : {};
+      }
+      if (msg.progress) {
+        finish(current);
+        current = null;
+        await emit();
+        lastProgress = makeProgress(msg.progress);
+      }
+      for (const start of msg.shared_items || []) {
+        finish(current);
+        if (files === null) {
+          throw new SharedMemoryError(`the server put item ${JSON.stringify(start.name)} in shared memory, ` +
+            'which this client did not offer');
+        }
+        try {
+          current = new Item(start, files.itemBytes(start));
+        } catch (err) {
+          // a call that failed meanwhile (its file is gone) raises its own error
+          for (;;) if ((await messages.next()).done) break;
+          throw err;
+        }
+      }
+      if (msg.item) {
+        finish(current);
+        current = new Item(msg.item);
+      }
+      if (msg.data && msg.data.length) {
+        if (current === null) throw new Error('data arrived before any item started');
+        current.append(msg.data);
+      }
     }
-    if (msg.progress) {
-      finish(current);
-      current = null;
-      await emit();
-      const p = msg.progress;
-      lastProgress = makeProgress(p);
-    }
-    if (msg.shared_items && msg.shared_items.length) {
-      throw new Error(`the server put item ${JSON.stringify(msg.shared_items[0].name)} in shared memory, ` +
-        'which this client does not offer');
-    }
-    if (msg.item) {
-      finish(current);
-      current = new Item(msg.item);
-    }
-    if (msg.data && msg.data.length) {
-      if (current === null) throw new Error('data arrived before any item started');
-      current.append(msg.data);
+    finish(current);
+    await emit();
+  } finally {
+    if (files !== null) {
+      files.release();
+      if (stats) {
+        stats.sharedItems += files.items;
+        stats.sharedBytes += files.bytes;
+      }
     }
   }
-  finish(current);
-  await emit();
   return result;
 }
 

@@ -9,6 +9,7 @@ const protoLoader = require('@grpc/proto-loader');
 const { assemble } = require('./assemble');
 const { encodeTensor, stackTensors, isTensor, toList } = require('./tensor');
 const { fromStruct, toStruct } = require('./struct');
+const { DEFAULT_DIR, Probe, SharedMemoryError, isLocalTarget, usableDir } = require('./shm');
 
 const PROTO_PATH = path.join(__dirname, '..', 'proto', 'inspector.proto');
 const UPLOAD_CHUNK = 1 << 20;
@@ -53,7 +54,8 @@ const CALL_OPTIONS = ['timeout', 'signal'];
 class InspectorClient {
   /**
    * @param {string} target "host:port" (default 127.0.0.1:50051)
-   * @param {object} [options] token, timeout (seconds), maxMessageMb, credentials, tlsCa, tlsCert, tlsKey
+   * @param {object} [options] token, timeout (seconds), maxMessageMb, credentials, tlsCa, tlsCert,
+   *   tlsKey, sharedMemory (null: offer it when the target is local and shmDir writable), shmDir
    */
   constructor(target = '127.0.0.1:50051', options = {}) {
     if (typeof target === 'object' && target !== null) {
@@ -80,11 +82,18 @@ class InspectorClient {
     this._stub = new Stub(target, credentials || grpc.credentials.createInsecure(), channelOptions);
     this._token = token;
     this.timeout = timeout;
+    this._shmDir = path.resolve(options.shmDir || DEFAULT_DIR);
+    let sharedMemory = options.sharedMemory ?? null;
+    if (sharedMemory === null) sharedMemory = isLocalTarget(target) && usableDir(this._shmDir);
+    this._probe = sharedMemory ? new Probe(this._shmDir) : null;
+    /** Items and bytes that came through shared memory so far. */
+    this.sharedMemoryStats = { sharedItems: 0, sharedBytes: 0 };
   }
 
-  /** Close the channel; results already returned stay valid. */
+  /** Close the channel and remove our probe file; results already returned stay valid. */
   close() {
     this._stub.close();
+    if (this._probe !== null) this._probe.close();
   }
 
   [Symbol.dispose]() {
@@ -95,6 +104,17 @@ class InspectorClient {
     const md = new grpc.Metadata();
     if (this._token) md.set('authorization', `Bearer ${this._token}`);
     return md;
+  }
+
+  /** Metadata of calls returning ResultChunks: the probe's path and token when offered. */
+  _streamMetadata() {
+    const md = this._metadata();
+    if (this._probe !== null) for (const [k, v] of this._probe.metadata()) md.set(k, v);
+    return md;
+  }
+
+  _assemble(call, onProgress) {
+    return assemble(call, onProgress, this._probe !== null ? this._shmDir : null, this.sharedMemoryStats);
   }
 
   _callOptions(opts = {}) {
@@ -113,10 +133,10 @@ class InspectorClient {
   }
 
   async _result(method, request, opts = {}, onProgress = null) {
-    const call = this._stub[method](request, this._metadata(), this._callOptions(opts));
+    const call = this._stub[method](request, this._streamMetadata(), this._callOptions(opts));
     const unwatch = watchSignal(call, opts.signal);
     try {
-      return await assemble(call, onProgress);
+      return await this._assemble(call, onProgress);
     } catch (err) {
       call.cancel();
       throw wrapError(err);
@@ -137,13 +157,13 @@ class InspectorClient {
       pathOrBytes = null;
     }
     const { serverPath = null, name = '', preprocess = null, providers = [], onProgress = null,
-      chunkSize = UPLOAD_CHUNK } = opts;
+      chunkSize = UPLOAD_CHUNK, replace = false } = opts;
     const spec = preprocessMessage(preprocess);
     if (serverPath !== null) {
       if (pathOrBytes !== null && pathOrBytes !== undefined) {
         throw new TypeError('give either a model path or bytes, or serverPath, not both');
       }
-      const req = { server_path: String(serverPath), name: name || '', preprocess: spec, providers: [...providers] };
+      const req = { server_path: String(serverPath), name: name || '', preprocess: spec, providers: [...providers], replace: Boolean(replace) };
       return modelInfo(await this._unary('LoadModel', req, opts));
     }
     if (pathOrBytes === null || pathOrBytes === undefined) {
@@ -160,7 +180,10 @@ class InspectorClient {
     }
     return new Promise((resolve, reject) => {
       let failed = false;
+      let settle;
+      const settled = new Promise((r) => { settle = r; });
       const call = this._stub.UploadModel(this._metadata(), this._callOptions(opts), (err, resp) => {
+        settle();
         if (err) {
           failed = true;
           reject(wrapError(err));
@@ -169,12 +192,9 @@ class InspectorClient {
         }
       });
       const unwatch = watchSignal(call, opts.signal);
-      const write = (msg) => new Promise((ok) => {
-        if (call.write(msg)) ok();
-        else call.once('drain', ok);
-      });
+      const write = streamWriter(call, settled);
       (async () => {
-        await write({ header: { name: name || '', preprocess: spec, providers: [...providers], size } });
+        await write({ header: { name: name || '', preprocess: spec, providers: [...providers], size, replace: Boolean(replace) } });
         let sent = 0;
         const chunks = data !== null ? sliceChunks(data, chunkSize) :
           fs.createReadStream(pathOrBytes, { highWaterMark: chunkSize });
@@ -404,12 +424,16 @@ class InspectorClient {
   async audit(model, images, opts = {}) {
     const { layers = null, batchSize = 8, labels = [], preprocess = null, onProgress = null,
       resumeState = null, checkpointEvery = 0 } = opts;
-    const call = this._stub.AuditStats(this._metadata(), this._callOptions(opts));
+    const call = this._stub.AuditStats(this._streamMetadata(), this._callOptions(opts));
     const unwatch = watchSignal(call, opts.signal);
-    const write = (msg) => new Promise((ok) => {
-      if (call.write(msg)) ok();
-      else call.once('drain', ok);
+    const ended = new Promise((r) => {
+      call.once('status', r);
+      call.once('error', r);
+      call.once('close', r);
     });
+    const write = streamWriter(call, ended);
+    let over = false;
+    ended.then(() => { over = true; });
     let writeError = null;
     const writer = (async () => {
       await write({
@@ -421,6 +445,7 @@ class InspectorClient {
       });
       let batch = [];
       for await (const item of images) {
+        if (over) break;
         if (isTensor(item)) {
           await write({ batch: inputMessage(item, null) });
           continue;
@@ -439,7 +464,7 @@ class InspectorClient {
     });
     let w;
     try {
-      w = await assemble(call, onProgress);
+      w = await this._assemble(call, onProgress);
     } catch (err) {
       call.cancel();
       throw writeError || wrapError(err);
@@ -465,6 +490,20 @@ class InspectorClient {
 // ---- conversions ------------------------------------------------------------------------------
 function readPem(v) {
   return Buffer.isBuffer(v) ? v : fs.readFileSync(v);
+}
+
+/** write(msg) for a client stream: resolves once the stream takes more (or the call is over). */
+function streamWriter(call, over) {
+  let finished = false;
+  over.then(() => { finished = true; });
+  return (msg) => new Promise((ok) => {
+    if (finished || call.write(msg)) {
+      ok();
+      return;
+    }
+    call.once('drain', ok);
+    over.then(ok);
+  });
 }
 
 function* sliceChunks(data, size) {
@@ -637,6 +676,7 @@ function modelInfo(m) {
     blockingOps: [...(m.blocking_ops || [])],
     created: Number(m.created || 0),
     providers: [...(m.providers || [])],
+    names: [...(m.names || [])],
   };
 }
 
@@ -670,6 +710,6 @@ function expandColumns(report, stats, flags) {
 }
 
 module.exports = {
-  InspectorClient, InspectorError, PROTO_PATH, inputMessage, targetMessage, preprocessMessage, targetFromNames,
+  InspectorClient, InspectorError, SharedMemoryError, PROTO_PATH, inputMessage, targetMessage, preprocessMessage, targetFromNames,
   expandColumns, CHANNEL_FIELDS, FLAGS, status: grpc.status,
 };

@@ -7,6 +7,7 @@ const tensor = require('./tensor');
 module.exports = {
   InspectorClient: client.InspectorClient,
   InspectorError: client.InspectorError,
+  SharedMemoryError: client.SharedMemoryError,
   status: client.status,
   PROTO_PATH: client.PROTO_PATH,
   CHANNEL_FIELDS: client.CHANNEL_FIELDS,

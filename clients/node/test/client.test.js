@@ -398,3 +398,51 @@ describe('a server that requires a bearer token', () => {
     }
   });
 });
+
+describe('results through shared memory (a local server that allows it)', { skip: !require('node:fs').existsSync('/dev/shm') && 'no /dev/shm' }, () => {
+  let server;
+  let client;
+  let streamed;
+  before(async () => {
+    server = await startServer([], { sharedMemory: true });
+    const file = path.join(server.dir, 'm.onnx');
+    writeSmallCnn(file, 3);
+    client = new InspectorClient(server.target, { timeout: 60 });
+    streamed = new InspectorClient(server.target, { timeout: 60, sharedMemory: false });
+    await client.loadModel(file, { name: 'm' });
+  });
+  after(async () => {
+    if (client) client.close();
+    if (streamed) streamed.close();
+    if (server) await server.stop();
+  });
+
+  it('reads large tensors from the server\'s files, equal to the streamed ones, and hands the files back', async () => {
+    const one = { dtype: 'float32', shape: [3, SIZE, SIZE], data: Float32Array.from({ length: 3 * SIZE * SIZE }, (_, i) => Math.cos(i)) };
+    const batch = [one, one, one, one]; // relu1_out: 4 x 8 x 32 x 32 floats, 128 KiB: above the server's minimum
+    const viaShm = await client.featureMaps('m', batch, ['relu1', 'relu4']);
+    assert.ok(client.sharedMemoryStats.sharedItems >= 1, JSON.stringify(client.sharedMemoryStats));
+    assert.ok(client.sharedMemoryStats.sharedBytes >= 4 * 8 * SIZE * SIZE * 4);
+    const viaGrpc = await streamed.featureMaps('m', batch, ['relu1', 'relu4']);
+    assert.equal(streamed.sharedMemoryStats.sharedItems, 0);
+    for (const name of ['relu1_out', 'relu4_out']) {
+      assert.deepEqual(viaShm.tensors[name].shape, viaGrpc.tensors[name].shape);
+      assert.deepEqual(viaShm.tensors[name].data, viaGrpc.tensors[name].data);
+    }
+    // a second call reuses the pages: same values again
+    const again = await client.featureMaps('m', batch, ['relu1']);
+    assert.deepEqual(again.tensors.relu1_out.data, viaGrpc.tensors.relu1_out.data);
+    assert.ok(client.sharedMemoryStats.sharedItems >= 2);
+  });
+
+  it('removes its probe file on close', () => {
+    const c = new InspectorClient(server.target);
+    const probe = c._probe.metadata();
+    assert.equal(probe.length, 2);
+    const file = probe[0][1];
+    assert.ok(fs.existsSync(file));
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    c.close();
+    assert.ok(!fs.existsSync(file));
+  });
+});

@@ -11,12 +11,13 @@ const REPO = path.resolve(__dirname, '..', '..', '..');
 const BIN = process.env.INSPECTOR_BIN || path.join(REPO, '.venv', 'bin', 'inspector');
 const PYTHON = process.env.INSPECTOR_PYTHON || path.join(path.dirname(BIN), 'python');
 
-/** Start a server on a free port with a temp store; resolves to {target, stop(), dir}. */
-async function startServer(extraArgs = []) {
+/** Start a server on a free port with a temp store (--no-shared-memory unless sharedMemory);
+ * resolves to {target, stop(), dir}. */
+async function startServer(extraArgs = [], { sharedMemory = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inspector-node-'));
   const store = path.join(dir, 'store');
-  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--store', store, '--no-vetting', '--no-shared-memory',
-    '--threads', '2', ...extraArgs];
+  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--store', store, '--no-vetting',
+    ...(sharedMemory ? [] : ['--no-shared-memory']), '--threads', '2', ...extraArgs];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   let out = '';
   let err = '';
