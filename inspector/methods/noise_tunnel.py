@@ -63,7 +63,9 @@ class NoiseTunnel(Method):
             run.access.check_cancelled()
             r = rows[i0:i0 + batch]
             eps = rng.standard_normal((len(r), *run.x.shape[1:])).astype(np.float32)
-            noisy = (run.x[r] + eps * sigma[r].reshape(shape).astype(np.float32)).astype(run.x.dtype)
+            noisy = run.x[r] + eps * sigma[r].reshape(shape).astype(np.float32)
+            if np.issubdtype(run.x.dtype, np.floating):  # integer inputs: the runtime rounds and clips
+                noisy = noisy.astype(run.x.dtype)
             copy = Run(run.access, noisy, run.target, run.tensor, run.layout,
                        {run.tensor: take_rows(run.outputs[run.tensor], r, run.batch_axis)}, run.seed_rows(r),
                        run.score[r], score_after=False, batch_axis=run.batch_axis)

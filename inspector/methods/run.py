@@ -54,6 +54,14 @@ def output_rank(access: ModelAccess, tensor: str) -> int | None:
     return None
 
 
+def _feed_dtype(x: np.ndarray, model_dtype: np.dtype) -> np.dtype:
+    """The dtype a gradient run gets: the batch's own, except that float values for an integer
+    input stay float (the runtime rounds and clips them; a cast here would wrap negatives)."""
+    if np.issubdtype(model_dtype, np.integer) and np.issubdtype(np.asarray(x).dtype, np.floating):
+        return np.asarray(x).dtype
+    return model_dtype
+
+
 def one_run(access: ModelAccess, target: Target, tensor: str, axis: int | None = 0) -> bool:
     """Whether one forward+backward run can seed itself: a default (top-1) target on [N, K] logits
     (the batch on axis 0)."""
@@ -219,7 +227,7 @@ class Run:
                     for k in parts[0]}
         seed = self.seed if rows is None else self.seed_rows(rows)
         try:
-            return self.access.backward(np.ascontiguousarray(x, self.x.dtype), self.tensor, seed,
+            return self.access.backward(np.ascontiguousarray(x, _feed_dtype(x, self.x.dtype)), self.tensor, seed,
                                         list(wrt), policy=policy, fetch=list(fetch))
         except InvalidArgument:  # a copy whose target has another shape (fewer boxes) fails in the gradient graph
             value = self.forward(x)[self.tensor]

@@ -152,10 +152,14 @@ def test_gradient_methods_on_uint8_equal_the_float_model(models, name):
 
 @pytest.mark.parametrize("name", ["integrated_gradients", "smoothgrad"])
 def test_sampling_gradient_methods_run_on_uint8(models, name):
-    """Their interpolated/noisy samples are cast to the input dtype by the methods themselves."""
+    """Their interpolated/noisy samples stay float until the runtime rounds and clips them to the
+    input's range (a cast to uint8 would wrap negative noise around), so the maps follow the float
+    model's on the same pixels."""
     got = explain(models["uint8"], pixels(), name)
     assert got.heatmap.shape == (2, 32, 32)
     assert np.all(np.isfinite(got.heatmap)) and got.heatmap.max() > 0
+    want = explain(models["float32"], pixels().astype(np.float32), name)
+    assert cosine(got.heatmap, want.heatmap) > 0.9
 
 
 def test_backward_rounds_float_values_fed_to_an_integer_input(models):
