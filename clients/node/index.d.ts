@@ -374,6 +374,7 @@ export class InspectorClient {
 
   gradients(model: string, x: Input, options?: GradientsOptions): Promise<Gradients>;
   explain(model: string, x: Input, options?: ExplainOptions): Promise<Explanation>;
+  explain(model: string, x: Input, method: string, options?: ExplainOptions): Promise<Explanation>;
   evaluate(model: string, x: Input, explanation: Explanation | TensorInput, options?: EvaluateOptions): Promise<Evaluation>;
   methods(options?: CallOptions): Promise<MethodInfo[]>;
   maximize(model: string, layer: string | null, channels: Iterable<number>, options?: MaximizeOptions): Promise<Maximization>;

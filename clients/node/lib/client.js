@@ -124,11 +124,13 @@ class InspectorClient {
 
   _unary(method, request, opts = {}) {
     return new Promise((resolve, reject) => {
+      let unwatch = () => {};
       const call = this._stub[method](request, this._metadata(), this._callOptions(opts), (err, resp) => {
+        unwatch();
         if (err) reject(wrapError(err));
         else resolve(resp);
       });
-      watchSignal(call, opts.signal);
+      unwatch = watchSignal(call, opts.signal);
     });
   }
 
@@ -152,7 +154,7 @@ class InspectorClient {
    */
   async loadModel(pathOrBytes, opts = {}) {
     if (pathOrBytes !== null && typeof pathOrBytes === 'object' && !ArrayBuffer.isView(pathOrBytes) &&
-        !(pathOrBytes instanceof ArrayBuffer)) {
+        !(pathOrBytes instanceof ArrayBuffer) && !(pathOrBytes instanceof URL)) {
       opts = pathOrBytes;
       pathOrBytes = null;
     }
@@ -323,11 +325,13 @@ class InspectorClient {
   }
 
   /**
-   * Run an attribution method (see methods()). Options: method, target, layer (or layers),
+   * Run an attribution method (see methods()); the method may come third, before the options.
+   * Options: method, target, layer (or layers),
    * overlayCmap, overlayAlpha, skipOverlay, preprocess, params; any other option is a method
    * parameter (steps, baseline, samples, ...), as the Python client's keyword arguments.
    */
-  async explain(model, x, opts = {}) {
+  async explain(model, x, opts = {}, more = {}) {
+    if (typeof opts === 'string') opts = { ...more, method: opts }; // explain(model, x, 'gradcam', {...})
     const { method = '', target = null, layer = null, layers = null, overlayCmap = '', overlayAlpha = null,
       skipOverlay = false, preprocess = null, params = {}, ...rest } = opts;
     const overlay = { cmap: overlayCmap || '', skip: Boolean(skipOverlay) };

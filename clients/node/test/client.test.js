@@ -225,6 +225,13 @@ describe('InspectorClient against a real server', () => {
     assert.deepEqual(e.extras, {});
   });
 
+  it('takes the method as the third argument too', async () => {
+    const e = await client.explain('cnn', x, 'saliency', { target: 1, skipOverlay: true });
+    assert.equal(e.method, 'saliency');
+    assert.deepEqual(e.targets, ['logits[1]']);
+    assert.deepEqual(e.heatmap.shape, [1, SIZE, SIZE]);
+  });
+
   it('passes method parameters and targets; evaluates the explanation', async () => {
     const e = await client.explain('cnn', x, { method: 'integrated_gradients', target: 2, steps: 4, skipOverlay: true });
     assert.equal(e.params.steps, 4);

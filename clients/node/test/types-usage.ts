@@ -22,6 +22,11 @@ async function usage(): Promise<void> {
   await c.gradients('r50', x, { wrt: 'input', target: 281 });
   const e: Explanation = await c.explain('r50', 'cat.jpg', { method: 'gradcam', target: { index: [281] }, steps: 32 });
   const overlay: Buffer = e.overlayPng[0];
+  await c.explain('r50', 'cat.jpg', 'saliency', { target: [1, 2] });
+  await c.loadModel(Buffer.alloc(1), { name: 'r50', replace: true });
+  const names: string[] = (await c.modelInfo('r50')).names;
+  const shared: number = new InspectorClient('127.0.0.1:1', { sharedMemory: false, shmDir: '/dev/shm' }).sharedMemoryStats.sharedBytes;
+  console.log(names, shared);
   const heat: Float32Array = e.heatmap.data;
   await c.evaluate('r50', 'cat.jpg', e, { metrics: ['deletion', 'insertion'] });
   (await c.methods()).map((m) => m.usesGradients);
