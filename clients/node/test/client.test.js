@@ -91,6 +91,20 @@ describe('InspectorClient against a real server', () => {
     // the same bytes from a Buffer give the same model
     const again = await client.loadModel(fs.readFileSync(modelPath), { name: 'cnn-buffer' });
     assert.equal(again.id, info.id);
+    assert.equal(again.name, 'cnn-buffer');
+    assert.deepEqual([...again.names].sort(), ['cnn', 'cnn-buffer']);
+  });
+
+  it('moves a name from another model only with replace', async () => {
+    const other = path.join(server.dir, 'other.onnx');
+    writeSmallCnn(other, 4);
+    await client.loadModel(modelPath, { name: 'spare' });
+    await assert.rejects(client.loadModel(other, { name: 'spare' }),
+      (e) => e.code === status.FAILED_PRECONDITION && /spare/.test(e.details));
+    const moved = await client.loadModel(other, { name: 'spare', replace: true });
+    assert.notEqual(moved.id, info.id);
+    assert.deepEqual(moved.names, ['spare']);
+    assert.ok(!(await client.modelInfo(info.id)).names.includes('spare'));
   });
 
   it('lists models and reads one by name and by id prefix', async () => {
