@@ -165,8 +165,12 @@ async function uploadModel(file) {
   const name = $("#upload-name").value.trim() || file.name.replace(/\.onnx$/i, "");
   let job = null;
   const task = startTask($("#upload-task"), `Uploading ${file.name}`, () => job && job.abort());
-  job = upload(`/models?name=${encodeURIComponent(name)}`, file, (f) => task.progress(f, f < 1
-    ? `Uploading ${file.name}: ${(100 * f).toFixed(0)} %` : `Checking ${file.name}…`));
+  const seen = { file: file.name, progress: [] };
+  (timings.uploads ||= []).push(seen);
+  job = upload(`/models?name=${encodeURIComponent(name)}`, file, (f) => {
+    seen.progress.push(f);
+    task.progress(f, f < 1 ? `Uploading ${file.name}: ${(100 * f).toFixed(0)} %` : `Checking ${file.name}…`);
+  });
   try {
     const info = await job.promise;
     toast(`Uploaded ${info.name || info.id.slice(0, 12)}`);
@@ -284,7 +288,7 @@ async function modelPage(id) {
           <label>Channels <input id="mx-channels" value="0-3" size="8"></label>
           <label>Steps <input id="mx-steps" type="number" min="1" value="64"></label>
           <label>Preview every <input id="mx-preview" type="number" min="0" value="4"></label>
-          <label>Size <input id="mx-size" type="number" min="8" placeholder="model's"></label>
+          <label>Size <input id="mx-size" type="number" min="8" placeholder="auto"></label>
           <label>Objective <select id="mx-objective"><option value="">channel</option><option>neuron</option><option>layer</option><option>logit</option><option>probability</option></select></label>
         </div>
         <button type="button" id="mx-run" class="primary">Maximize</button>
@@ -479,7 +483,7 @@ async function modelPage(id) {
       $("#fm-caption").textContent = `${name}: ${order.length || "all"} of ${C || "?"} channels` +
         `${topK > 0 ? " with the highest mean activation" : ""}, ${normalize === "layer" ? "one scale for the layer" : "each channel scaled to its own range"}, ${cmap}.`;
       $("#fm-stats").innerHTML = C ? `<h3>Per-channel statistics (${C} channels)</h3>${statsPlot(stats)}` : "";
-      if (clickedAt) timings.clickToGrid.push(performance.now() - clickedAt);
+      if (clickedAt) await new Promise(requestAnimationFrame), timings.clickToGrid.push(performance.now() - clickedAt);
       img.dataset.rendered = String(Date.now());
     } catch (e) {
       showError($("#fm-error"), e);
@@ -648,8 +652,8 @@ async function modelPage(id) {
       if ($("#ex-target").value !== "") body.target = Number($("#ex-target").value);
       const ev = await postJSON(`/models/${state.id}/evaluate`, body, { signal: task.signal });
       $("#ex-metrics").innerHTML = `<table class="data compact"><tbody>${items(ev, "metric").map((m) => {
-        const v = decodeTensor(m);
-        return `<tr><td>${esc(m.name)}</td><td class="num">${Array.from(v.data).map(fmt).join(", ")}</td></tr>`;
+        const v = Array.from(decodeTensor(m).data);
+        return `<tr><td>${esc(m.name)}</td><td class="num">${v.length > 4 ? sparkline(v) : v.map(fmt).join(", ")}</td></tr>`;
       }).join("")}</tbody></table>`;
     } catch (e) {
       showError($("#ev-error"), e);
@@ -714,6 +718,14 @@ async function modelPage(id) {
       for (const c of [fmCtl, exTask, mxTask, inferCtl, wCtl]) c && c.abort();
     },
   };
+}
+
+/** A curve (e.g. a deletion curve) as a small SVG line from its first to its last value. */
+function sparkline(v, w = 160, h = 36) {
+  const lo = Math.min(...v), hi = Math.max(...v), span = hi - lo || 1;
+  const pts = v.map((y, i) => `${((i / (v.length - 1)) * w).toFixed(1)},${(h - 2 - ((y - lo) / span) * (h - 4)).toFixed(1)}`);
+  return `<svg class="spark" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}"><polyline points="${pts.join(" ")}"/></svg>` +
+    ` <span class="hint">${fmt(v[0])} → ${fmt(v[v.length - 1])}, ${v.length} steps</span>`;
 }
 
 function parseChannels(text) {
