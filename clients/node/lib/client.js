@@ -96,10 +96,6 @@ class InspectorClient {
     if (this._probe !== null) this._probe.close();
   }
 
-  [Symbol.dispose]() {
-    this.close();
-  }
-
   _metadata() {
     const md = new grpc.Metadata();
     if (this._token) md.set('authorization', `Bearer ${this._token}`);
@@ -489,6 +485,13 @@ class InspectorClient {
       ...w.meta(),
     };
   }
+}
+
+if (typeof Symbol.dispose === 'symbol') {
+  // `using client = new InspectorClient(...)` closes it at the end of the block
+  InspectorClient.prototype[Symbol.dispose] = function dispose() {
+    this.close();
+  };
 }
 
 // ---- conversions ------------------------------------------------------------------------------

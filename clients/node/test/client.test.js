@@ -323,6 +323,19 @@ describe('InspectorClient against a real server', () => {
     assert.equal(typeof layer.channels[3].mean, 'number');
   });
 
+  it('resumes an audit from a checkpoint', async () => {
+    const events = [];
+    const first = await client.audit('cnn', [png, png], { batchSize: 1, layers: ['relu4'], checkpointEvery: 1,
+      onProgress: (p) => events.push(p) });
+    assert.equal(first.images, 2);
+    const state = events.at(-1).checkpoint;
+    assert.ok(Buffer.isBuffer(state), 'a checkpoint with every batch');
+    assert.equal(typeof JSON.parse(state.toString('utf8')), 'object');
+    const resumed = await client.audit('cnn', [pngPath], { batchSize: 1, layers: ['relu4'], resumeState: state });
+    assert.equal(resumed.images, 3);
+    assert.equal(resumed.report.layers.relu4_out.channels.length, 16);
+  });
+
   it('sends every input of a multi-input model by name', async () => {
     const file = path.join(server.dir, 'two_inputs.onnx');
     python(`
@@ -356,6 +369,19 @@ print("{}")`, [file]);
     assert.deepEqual(r2.outputs.logits.data, r.outputs.logits.data);
   });
 
+  it('runs examples/explain.js', () => {
+    const out = path.join(server.dir, 'overlay.png');
+    const stdout = require('node:child_process').execFileSync(process.execPath,
+      [path.join(__dirname, '..', 'examples', 'explain.js'), modelPath, pngPath, out, '--server', server.target],
+      { stdio: ['ignore', 'pipe', 'ignore'] });
+    const report = JSON.parse(stdout.toString());
+    assert.equal(report.model, info.id);
+    assert.ok(isPng(fs.readFileSync(out)));
+    let best = 0;
+    for (let i = 1; i < 10; i++) if (ref.infer_png[i] > ref.infer_png[best]) best = i;
+    assert.equal(report.top1, best);
+  });
+
   it('surfaces gRPC status codes and details', async () => {
     const missing = await client.modelInfo('no-such-model').then(() => null, (e) => e);
     assert.ok(missing instanceof InspectorError);
@@ -379,91 +405,5 @@ print("{}")`, [file]);
     const id = await client.unloadModel('cnn-buffer');
     assert.equal(id, info.id);
     await assert.rejects(client.modelInfo('cnn-buffer'), (e) => e.code === status.NOT_FOUND);
-  });
-});
-
-describe('a server that requires a bearer token', () => {
-  let server;
-  before(async () => {
-    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'inspector-node-token-'));
-    const tokenFile = path.join(dir, 'tokens');
-    fs.writeFileSync(tokenFile, 'sesame\n');
-    server = await startServer(['--auth-token-file', tokenFile]);
-    server.tokenDir = dir;
-  });
-  after(async () => {
-    if (server) {
-      await server.stop();
-      fs.rmSync(server.tokenDir, { recursive: true, force: true });
-    }
-  });
-
-  it('refuses calls without the token and accepts them with it', async () => {
-    const anonymous = new InspectorClient(server.target);
-    const wrong = new InspectorClient(server.target, { token: 'wrong' });
-    const right = new InspectorClient(server.target, { token: 'sesame' });
-    try {
-      await assert.rejects(anonymous.listModels(), (e) => e.code === status.UNAUTHENTICATED);
-      await assert.rejects(wrong.methods(), (e) => e.code === status.UNAUTHENTICATED);
-      assert.deepEqual(await right.listModels(), []);
-      const file = path.join(server.dir, 'm.onnx');
-      writeSmallCnn(file, 2);
-      const m = await right.loadModel(file, { name: 'm' });
-      await assert.rejects(anonymous.infer('m', makePng(8, 8, () => [1, 2, 3])), (e) => e.code === status.UNAUTHENTICATED);
-      const r = await right.infer(m.id, makePng(8, 8, () => [1, 2, 3]));
-      assert.deepEqual(r.outputs.logits.shape, [1, 10]);
-    } finally {
-      anonymous.close();
-      wrong.close();
-      right.close();
-    }
-  });
-});
-
-describe('results through shared memory (a local server that allows it)', { skip: !require('node:fs').existsSync('/dev/shm') && 'no /dev/shm' }, () => {
-  let server;
-  let client;
-  let streamed;
-  before(async () => {
-    server = await startServer([], { sharedMemory: true });
-    const file = path.join(server.dir, 'm.onnx');
-    writeSmallCnn(file, 3);
-    client = new InspectorClient(server.target, { timeout: 60 });
-    streamed = new InspectorClient(server.target, { timeout: 60, sharedMemory: false });
-    await client.loadModel(file, { name: 'm' });
-  });
-  after(async () => {
-    if (client) client.close();
-    if (streamed) streamed.close();
-    if (server) await server.stop();
-  });
-
-  it('reads large tensors from the server\'s files, equal to the streamed ones, and hands the files back', async () => {
-    const one = { dtype: 'float32', shape: [3, SIZE, SIZE], data: Float32Array.from({ length: 3 * SIZE * SIZE }, (_, i) => Math.cos(i)) };
-    const batch = [one, one, one, one]; // relu1_out: 4 x 8 x 32 x 32 floats, 128 KiB: above the server's minimum
-    const viaShm = await client.featureMaps('m', batch, ['relu1', 'relu4']);
-    assert.ok(client.sharedMemoryStats.sharedItems >= 1, JSON.stringify(client.sharedMemoryStats));
-    assert.ok(client.sharedMemoryStats.sharedBytes >= 4 * 8 * SIZE * SIZE * 4);
-    const viaGrpc = await streamed.featureMaps('m', batch, ['relu1', 'relu4']);
-    assert.equal(streamed.sharedMemoryStats.sharedItems, 0);
-    for (const name of ['relu1_out', 'relu4_out']) {
-      assert.deepEqual(viaShm.tensors[name].shape, viaGrpc.tensors[name].shape);
-      assert.deepEqual(viaShm.tensors[name].data, viaGrpc.tensors[name].data);
-    }
-    // a second call reuses the pages: same values again
-    const again = await client.featureMaps('m', batch, ['relu1']);
-    assert.deepEqual(again.tensors.relu1_out.data, viaGrpc.tensors.relu1_out.data);
-    assert.ok(client.sharedMemoryStats.sharedItems >= 2);
-  });
-
-  it('removes its probe file on close', () => {
-    const c = new InspectorClient(server.target);
-    const probe = c._probe.metadata();
-    assert.equal(probe.length, 2);
-    const file = probe[0][1];
-    assert.ok(fs.existsSync(file));
-    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
-    c.close();
-    assert.ok(!fs.existsSync(file));
   });
 });
