@@ -313,12 +313,14 @@ class Oip:
         call.batch = int(inputs[0].shape[0]) if inputs and inputs[0].shape else 0
         graph_outputs = list(loaded.access.output_names)
         names = list(dict.fromkeys(outputs or ()))
+        plain = not names or all(n in graph_outputs for n in names)
+        tensors = {n: n for n in (names or graph_outputs)} if plain else {n: self._tensor(loaded, n) for n in names}
+        self._numpy_types(loaded, tensors)
         t = time.perf_counter_ns()
-        if not names or all(n in graph_outputs for n in names):
+        if plain:
             result = self.core.infer(call.name, x).outputs
-            values = {n: result[n] for n in (names or graph_outputs)}
+            values = {n: result[n] for n in tensors}
         else:
-            tensors = {n: self._tensor(loaded, n) for n in names}
             maps = self.core.feature_maps(call.name, x, list(dict.fromkeys(tensors.values())), raw=True)
             values = {n: maps.tensors[tensors[n]] for n in names}
         call.infer_ns += time.perf_counter_ns() - t
@@ -361,6 +363,25 @@ class Oip:
         if len(declared) == 1:
             return inputs[0].array
         return {t.name: t.array for t in inputs}
+
+    def _numpy_types(self, loaded, tensors: dict[str, str]) -> None:
+        """FAILED_PRECONDITION for bfloat16 inputs or outputs: onnxruntime's Python API has no
+        numpy type for them, so neither a feed nor a fetch can carry one."""
+        from inspector.graph.info import dtype_name, value_infos
+
+        for t in loaded.description.inputs:
+            if t.dtype == "bfloat16":
+                raise errors.FailedPrecondition(
+                    f"input '{t.name}' is bfloat16, which onnxruntime's Python API cannot feed (numpy has no "
+                    "bfloat16); this server cannot run the model", field=f"inputs.{t.name}")
+        infos = loaded.access.memo(("oip value infos",), lambda: value_infos(loaded.model))
+        for asked, tensor in tensors.items():
+            vi = infos.get(tensor)
+            if vi is not None and dtype_name(vi.type.tensor_type.elem_type) == "bfloat16":
+                raise errors.FailedPrecondition(
+                    f"output '{asked}' is bfloat16, which onnxruntime's Python API cannot return (numpy has no "
+                    "bfloat16); ask for a float tensor next to it (e.g. the input of its Cast)",
+                    field=f"outputs.{asked}")
 
     def _tensor(self, loaded, name: str) -> str:
         """The tensor a requested output names: a tensor name, or a node name (its output)."""
