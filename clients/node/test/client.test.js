@@ -157,6 +157,18 @@ describe('InspectorClient against a real server', () => {
     assert.deepEqual(fm.tensors.relu1_out.shape, [1, 8, SIZE, SIZE]);
   });
 
+  it('reassembles items larger than one message (1 MiB chunks)', async () => {
+    const one = { dtype: 'float32', shape: [3, SIZE, SIZE], data: x.data };
+    const n = 40; // relu1_out: 40 x 8 x 32 x 32 floats = 1.25 MiB
+    const fm = await client.featureMaps('cnn', Array(n).fill(one), ['relu1']);
+    const t = fm.tensors.relu1_out;
+    assert.deepEqual(t.shape, [n, 8, SIZE, SIZE]);
+    const per = 8 * SIZE * SIZE;
+    for (const i of [0, 17, n - 1]) {
+      assert.ok(maxAbsDiff(t.data.subarray(i * per, (i + 1) * per), ref.fm.relu1_out.data) <= 1e-5, `image ${i}`);
+    }
+  });
+
   it('decodes float16 feature maps to Float32Array, equal to numpy\'s float16', async () => {
     const fm16 = await client.featureMaps('cnn', x, ['relu1', 'relu4'], { float16: true });
     const fm32 = await client.featureMaps('cnn', x, ['relu1', 'relu4']);
