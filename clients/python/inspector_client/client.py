@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,12 +35,46 @@ from .v1 import inspector_pb2 as pb
 from .v1 import inspector_pb2_grpc as pb_grpc
 
 UPLOAD_CHUNK = 1 << 20
+RETRIES = 3  # a read-only call asked again when its replica goes away (several targets only)
+_IDEMPOTENT = ("ListModels", "GetModelInfo", "ListMethods", "Infer", "FeatureMaps", "Weights", "Gradients",
+               "Explain", "Evaluate", "Maximize")
+# round_robin over every address; read-only calls retried on UNAVAILABLE before any answer arrived
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{"name": [{"service": "inspector.v1.Inspector", "method": m} for m in _IDEMPOTENT],
+                      "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                                      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def channel_target(target: str) -> tuple[str, bool]:
+    """("ipv4:a:1,b:2", True) for "hostA:1,hostB:2" (each name resolved to its addresses), the
+    target as it is otherwise ("dns:///name:port" balances over every address the name has)."""
+    parts = [t.strip() for t in target.split(",") if t.strip()]
+    if len(parts) < 2:
+        return target, target.startswith("dns:")
+    import socket
+
+    addresses = []
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        host = host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot resolve the target {part!r}: {exc}") from None
+        addresses += [f"[{i[4][0]}]:{port}" if ":" in i[4][0] else f"{i[4][0]}:{port}" for i in infos]
+    family = "ipv6" if all(a.startswith("[") for a in addresses) else "ipv4"
+    if family == "ipv4":
+        addresses = [a for a in addresses if not a.startswith("[")]
+    return f"{family}:{','.join(dict.fromkeys(addresses))}", True
 Input = np.ndarray | bytes | str | os.PathLike | Sequence[bytes | str | os.PathLike | np.ndarray] | dict
 TargetSpec = int | Sequence[int] | dict | np.ndarray | None
 
 
 class InspectorClient:
-    """Talk to an inspector server at `target` ("host:port").
+    """Talk to an inspector server at `target` ("host:port"), or to replicas: "host1:port,host2:port"
+    or "dns:///name:port", balanced per call (round_robin) with read-only calls retried elsewhere
+    when a replica goes away.
 
     `x` arguments take a numpy array (used as the input tensor as is), encoded image bytes,
     an image file path, or a list of bytes/paths (a batch, preprocessed by the model's spec).
@@ -60,7 +95,9 @@ class InspectorClient:
         offers it anyway, False never; the server uses it only after checking our probe file.
         """
         limit = max_message_mb << 20
-        options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        target, several = channel_target(target)
+        options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+                   ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
         if credentials is None and (tls_ca or tls_cert or tls_key):
             if bool(tls_cert) != bool(tls_key):
                 raise ValueError("give both tls_cert and tls_key for mutual TLS, or neither")
@@ -74,8 +111,9 @@ class InspectorClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self._shm_dir = os.path.abspath(shm_dir)
-        if shared_memory is None:
-            shared_memory = is_local_target(target) and usable_dir(self._shm_dir)
+        if shared_memory is None:  # several replicas: results stream (a replica's file is its own)
+            shared_memory = not several and is_local_target(target) and usable_dir(self._shm_dir)
+        self.retries = RETRIES if several else 0
         self._probe = Probe(self._shm_dir) if shared_memory else None
 
     def __enter__(self) -> InspectorClient:
@@ -101,8 +139,16 @@ class InspectorClient:
         return self._metadata + (self._probe.metadata() if self._probe is not None else ())
 
     def _result(self, method, request, on_progress=None) -> Wire:
-        chunks = method(request, metadata=self._stream_metadata(), timeout=self.timeout)
-        return self._results(chunks, on_progress)
+        """A streamed result; with several replicas, a call whose replica went away mid-stream is
+        asked again (these calls only read, so asking twice is safe), the channel choosing another."""
+        for attempt in range(self.retries + 1):
+            chunks = method(request, metadata=self._stream_metadata(), timeout=self.timeout)
+            try:
+                return self._results(chunks, on_progress)
+            except grpc.RpcError as err:
+                if attempt == self.retries or err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+        raise AssertionError("unreachable")
 
     # ---- models -------------------------------------------------------------------------
     def load_model(self, path_or_bytes: str | os.PathLike | bytes | None = None, *,
