@@ -20,8 +20,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 	$(VENV)/bin/ruff check .
+	$(MAKE) node-test
+
+# the Node.js client's tests against a real server (npm ci from the committed lockfile)
+node-test: setup
+	cd clients/node && npm ci --no-audit --no-fund --silent && npm test
 
 bench: setup
 	$(PY) benchmarks/run_all.py
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench node-test
