@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.grpc as tc
-from conftest import reference
 from factory import small_cnn
+from oip_models import reference
 from tritonclient.utils import InferenceServerException
 
 from inspector.kserve import grpc_service_pb2 as pb
