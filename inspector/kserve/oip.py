@@ -468,8 +468,9 @@ class Oip:
         return found
 
     def load(self, name: str, parameters: dict | None = None) -> None:
-        """Make the model READY: a stored one at once; else a `file:...` parameter's bytes, or the
-        model file of that name under a model root, is stored under the name first."""
+        """Make the model READY: a stored one at once; else a `file:...` parameter's bytes (which
+        take the name over, as a new file does in Triton), or the model file of that name under a
+        model root, is stored under the name first."""
         if not name:
             raise errors.InvalidArgument("the model name is empty", field="model_name")
         parameters = parameters or {}
@@ -481,7 +482,7 @@ class Oip:
             if not isinstance(data, bytes | bytearray):
                 raise errors.InvalidArgument(f"parameter '{next(iter(files))}' must carry the model's bytes",
                                              field="parameters")
-            info = self.core.load_model(bytes(data), name=name)
+            info = self.core.load_model(bytes(data), name=name, replace=True)  # Triton: the new file wins
         else:
             try:
                 info = self.core.store.get(name)

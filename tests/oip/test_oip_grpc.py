@@ -197,6 +197,12 @@ def test_load_from_file_bytes_and_delete(client):
     client.unload_model("sent")
     index = {m["name"] for m in client.get_model_repository_index(as_json=True)["models"]}
     assert "sent" in index
+    newer = small_cnn(seed=14)
+    client.load_model("sent", config="{}", files={"file:1/model.onnx": newer.SerializeToString()})  # replaces it
+    assert client.is_model_ready("sent")
+    out = newer.graph.output[0].name
+    got = client.infer("sent", [_input("input", X, "FP32")]).as_numpy(out)
+    np.testing.assert_allclose(got, reference(newer, {"input": X}, [out])[out], rtol=1e-5, atol=1e-5)
 
 
 def _fails(fn, code: str, *words: str):
