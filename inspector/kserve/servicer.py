@@ -116,8 +116,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelMetadataResponse(name=m["name"], versions=m["versions"], platform=m["platform"],
                                         inputs=[T(**t) for t in m["inputs"]], outputs=[T(**t) for t in m["outputs"]])
 
-    @handled
-    def ModelInfer(self, request, context):
+    def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         call: Call = self.oip.start(request.model_name, request.model_version)
         ok = False
         try:
@@ -130,10 +129,33 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                 for name, datatype, arr in outcome.outputs:
                     response.outputs.add(name=name, datatype=datatype, shape=arr.shape)
                     response.raw_output_contents.append(to_raw(arr))
+            size, limit = response.ByteSize(), self.oip.core.config.max_message_bytes
+            if size > limit:
+                raise errors.ResourceExhausted(
+                    f"the answer of {size} bytes exceeds this server's gRPC message limit of {limit} bytes "
+                    "(--max-message-mb): ask for fewer outputs or a smaller batch, or use the REST endpoint "
+                    "or inspector.v1 FeatureMaps, which have no such limit", field="outputs")
             ok = True
             return response
         finally:
             call.done(ok)
+
+    @handled
+    def ModelInfer(self, request, context):
+        return self._infer(request)
+
+    def ModelStreamInfer(self, request_iterator, context):
+        """One answer per request, in order; a failed request answers with its error_message."""
+        for request in request_iterator:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=self._infer(request))
+            except errors.InspectorError as exc:
+                yield pb.ModelStreamInferResponse(error_message=exc.message)
+            except Exception as exc:  # noqa: BLE001 - the stream goes on; the log has the details
+                request_id = uuid.uuid4().hex[:12]
+                log.error("OIP ModelStreamInfer failed unexpectedly (request id %s)", request_id, exc_info=exc)
+                yield pb.ModelStreamInferResponse(
+                    error_message=f"internal error (request id {request_id}); the server log has details")
 
     @handled
     def ModelStatistics(self, request, context):

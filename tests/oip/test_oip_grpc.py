@@ -254,3 +254,37 @@ def test_raw_contents_checked(stub):
     with pytest.raises(grpc.RpcError) as exc:
         stub.ModelInfer(req)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FLOAT" in exc.value.details()
+
+
+def test_stream_infer(client):
+    """Triton's streaming extension: answers in order, a failed request answers with its error."""
+    import queue
+
+    model = small_cnn(seed=4)
+    out = model.graph.output[0].name
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer("cnn", [_input("input", X, "FP32")], request_id="s1",
+                                  outputs=[tc.InferRequestedOutput(out)])
+        client.async_stream_infer("cnn", [_input("input", X, "FP32")], request_id="s2",
+                                  outputs=[tc.InferRequestedOutput("nope")])
+        client.async_stream_infer("cnn", [_input("input", X[:1], "FP32")], request_id="s3",
+                                  outputs=[tc.InferRequestedOutput(model.graph.node[2].name)])
+        got = [answers.get(timeout=60) for _ in range(3)]
+    finally:
+        client.stop_stream()
+    (r1, e1), (r2, e2), (r3, e3) = got
+    assert e1 is None and r1.get_response().id == "s1"
+    np.testing.assert_allclose(r1.as_numpy(out), reference(model, {"input": X}, [out])[out], rtol=1e-5, atol=1e-5)
+    assert r2 is None and "'nope'" in e2.message()
+    assert e3 is None and r3.as_numpy(model.graph.node[2].name).shape[0] == 1
+
+
+def test_answer_over_the_message_limit_is_refused_clearly(client):
+    """An answer above the gRPC message limit (4 MiB here) is RESOURCE_EXHAUSTED saying what to do."""
+    model = small_cnn(seed=4)
+    big = np.zeros((48, 3, 32, 32), np.float32)
+    names = [n.name for n in model.graph.node[:3]]  # three [48, 8, 32, 32] tensors: 4.7 MiB
+    _fails(lambda: client.infer("cnn", [_input("input", big, "FP32")], outputs=[tc.InferRequestedOutput(n) for n in names]),
+           "RESOURCE_EXHAUSTED", "message limit", "fewer outputs")
