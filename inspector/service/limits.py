@@ -92,10 +92,13 @@ class LimitsInterceptor(grpc.ServerInterceptor):
         try:
             admitted = self.gate.enter(give_up)
         except Busy:
-            context.set_trailing_metadata((("retry-after-ms", str(self.retry_ms)),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"the server is busy ({self.gate.running} calls running, "
-                          f"{self.gate.waiting} waiting); retry in about {self.retry_ms / 1000:g} s")
+            from inspector.service import status
+
+            status.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the server is busy ({self.gate.running} calls running, "
+                         f"{self.gate.waiting} waiting); retry in about {self.retry_ms / 1000:g} s",
+                         reason="Busy", retry_after_s=self.retry_ms / 1000,
+                         trailing=(("retry-after-ms", str(self.retry_ms)),))
         if not admitted:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                           "the deadline passed while the call waited for a free slot")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from inspector.config import InspectorConfig
 from inspector.core import Inspector
 from inspector.kserve.servicer import add_to_server as add_kserve_servicer
+from inspector.service import reflection_v1
 from inspector.service.auth import AuthInterceptor
 from inspector.service.limits import Gate, LimitsInterceptor
 from inspector.service.malloc import tune_malloc
@@ -97,8 +97,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        server)
+    reflection_v1.enable((SERVICE_NAME, health.SERVICE_NAME, "inference.GRPCInferenceService"), server)
     address = f"{host}:{port}"
     if config.tls_cert is not None or config.tls_key is not None:
         if config.tls_cert is None or config.tls_key is None:

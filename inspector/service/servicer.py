@@ -13,7 +13,7 @@ import grpc
 from inspector import errors
 from inspector.core import Inspector
 from inspector.runtime.cancellation import cancellable
-from inspector.service import convert
+from inspector.service import convert, status
 from inspector.service.metrics import current_request_id
 from inspector.service.shared_memory import SharedMemory
 from inspector.service.streaming import progress_message, result_messages
@@ -44,9 +44,10 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, rpc: str, request_
                 and context.time_remaining() <= 0:
             code = grpc.StatusCode.DEADLINE_EXCEEDED
         log.info("%s [%s] %s: %s", rpc, request_id, code.name, exc.message)
-        context.abort(code, exc.message)
+        status.abort(context, code, exc.message, field=exc.field, reason=type(exc).__name__)
     log.exception("%s [%s] failed unexpectedly", rpc, request_id)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id}); the server log has details")
+    status.abort(context, grpc.StatusCode.INTERNAL,
+                 f"internal error (request id {request_id}); the server log has details", reason="Internal")
 
 
 def handled(rpc):
