@@ -1,8 +1,10 @@
 """Models on disk, addressed by the sha256 of their .onnx bytes, with names as aliases.
 
 Layout: root/<sha256>/model.onnx (+ external data files) + meta.json. Every write happens in
-root/.tmp/<random>/ and becomes visible by one os.rename of the whole folder, so a crash leaves
-the complete entry or nothing; .tmp is emptied on start.
+root/.tmp/<host>-<pid>-<random>/ and becomes visible by one os.rename of the whole folder, so a
+crash leaves the complete entry or nothing; on start, .tmp loses what dead processes left
+(tmp_area.sweep), never the work of another live process. One process owns a folder's names and
+metadata; for several processes or machines see inspector.store.replicated (open_store).
 
 Names are aliases: several may point at one id, and each carries its own metadata (the core
 keeps a preprocessing spec and a provider preference there). Loading the same bytes under a new
@@ -21,7 +23,6 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,12 @@ from pathlib import Path
 import onnx
 
 from inspector import errors
+from inspector.store import tmp_area
 from inspector.store.external_data import external_locations, safe_source
 
 log = logging.getLogger(__name__)
 ID_RE = re.compile(r"[0-9a-f]{64}")
+SHARED_MARKER = ".inspector-shared"  # a folder written by inspector.store.replicated (another layout)
 HEX_RE = re.compile(r"[0-9a-fA-F]{8,64}")
 
 
@@ -74,9 +77,12 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        if (self.root / SHARED_MARKER).exists():
+            raise ValueError(f"{self.root} is a shared model store; open it with "
+                             "inspector.store.open_store (or 'shared:' before the path)")
         self._tmp = self.root / ".tmp"
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._tmp.mkdir()
+        self._tmp.mkdir(exist_ok=True)
+        tmp_area.sweep(self._tmp, unknown_stale_s=0)  # what dead processes left; never live work
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
         self._names: dict[str, str] = {}  # name -> id
@@ -154,7 +160,7 @@ class ModelStore:
                 names = {k: v for k, v in entry.names.items() if k != ref}
                 self._save(dataclasses.replace(entry, names=names))
                 return seen
-            trash = self._tmp / f"deleted-{uuid.uuid4().hex}"
+            trash = self._tmp / tmp_area.new_name()
             os.rename(self.root / entry.id, trash)  # atomic: gone for a restart from here on
             _fsync(self.root)
             del self._entries[entry.id]
@@ -163,6 +169,10 @@ class ModelStore:
                     del self._names[name]
         shutil.rmtree(trash, ignore_errors=True)
         return seen
+
+    def ready(self) -> bool:
+        """Whether the store can be used now (its folder is there)."""
+        return self.root.is_dir()
 
     def update_metadata(self, ref: str, metadata: dict) -> StoredModel:
         """Set fields of the model's own metadata (names keep theirs)."""
@@ -207,7 +217,7 @@ class ModelStore:
 
     def _save(self, entry: _Entry) -> _Entry:
         """Atomically rewrite an entry's meta.json and update the index."""
-        tmp = self._tmp / f"meta-{uuid.uuid4().hex}.json"
+        tmp = self._tmp / tmp_area.new_name(".json")
         _write_json(tmp, _meta(entry))
         os.replace(tmp, self.root / entry.id / "meta.json")
         self._index(entry)
@@ -225,7 +235,7 @@ class ModelStore:
         self._entries[entry.id] = entry
 
     def _workdir(self) -> Path:
-        work = self._tmp / uuid.uuid4().hex
+        work = self._tmp / tmp_area.new_name()
         work.mkdir()
         return work
 
