@@ -193,7 +193,7 @@ class Inspector:
                 for i in range(exp.heatmap.shape[0])] if overlay else []
         notes = (_quantized_note(loaded) if impl.uses_gradients else []) + [
             f"image {i}: the heatmap is constant: the method found no evidence for the target here "
-            "(try another layer, target or method)"
+            f"(layers used: {', '.join(exp.layers) or 'the input'}; try another layer, target or method)"
             for i in range(len(exp.heatmap)) if not np.ptp(exp.heatmap[i]) > 0]
         return _noted(dataclasses.replace(exp, overlay_png=pngs, **loaded.meta()), notes)
 

@@ -240,6 +240,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     uses_gradients: ClassVar[bool]
+    class_agnostic: ClassVar[bool] = False  # explains the activations, not a target's score
     defaults: ClassVar[dict[str, object]] = {}
     doc: ClassVar[str]
 
@@ -262,7 +263,7 @@ class Method(ABC):
         chosen = self.layers_for(access, list(layers) if layers else [], tuple(np.shape(x)))
         run = Run.start(access, x, target if target is not None else Target(),
                         fetch=self.fetch_for(access, chosen), wrt=self.gradients_for(access, chosen),
-                        score_after=score_after)
+                        score_after=score_after, class_agnostic=self.class_agnostic)
         return self.compute(run, chosen, p)
 
     def gradients_for(self, access: ModelAccess, layers: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ from inspector.methods.maps import first_component, kernel_first_component, unit
 
 
 class EigenCAM(BaseCAM):
+    class_agnostic = True
     name = "eigencam"
     uses_gradients = False
     doc = "First principal component of the activations (Muhammad & Yeasin, IJCNN 2020, arXiv:2008.00299)."
@@ -18,6 +19,7 @@ class EigenCAM(BaseCAM):
 
 
 class KPCACAM(BaseCAM):
+    class_agnostic = True
     name = "kpcacam"
     uses_gradients = False
     defaults = {**BaseCAM.defaults, "kernel": "sigmoid", "gamma": None}
@@ -28,6 +30,7 @@ class KPCACAM(BaseCAM):
 
 
 class FEM(BaseCAM):
+    class_agnostic = True
     name = "fem"
     uses_gradients = False
     defaults = {**BaseCAM.defaults, "k": 2.0}

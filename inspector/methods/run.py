@@ -140,12 +140,15 @@ class Run:
     score_after: bool = True
     first_gradients: dict[str, np.ndarray] | None = None  # standard-policy gradients on x itself
     batch_axis: int | None = 0  # the target tensor's batch axis (None: it has none; one image)
+    agnostic: bool = False  # a class-agnostic method on an output with no default target: no score
 
     @classmethod
     def start(cls, access: ModelAccess, x: np.ndarray, target: Target, fetch: Sequence[str] = (),
-              wrt: Sequence[str] = (), score_after: bool = True) -> Run:
+              wrt: Sequence[str] = (), score_after: bool = True, class_agnostic: bool = False) -> Run:
         """The first pass. With a default (top-1) target on [N, K] logits and `wrt` given, one
-        forward+backward run yields the outputs, the seed and the gradients together."""
+        forward+backward run yields the outputs, the seed and the gradients together.
+        `class_agnostic`: a method that needs no target runs even where no default target exists
+        (a detector's output); it then reports no score."""
         x = check_images(x)
         tensor = target.tensor or access.output_names[0]
         run = cls(access, x, target, tensor, image_layout(x), {}, np.zeros(0), np.zeros(0), score_after)
@@ -157,8 +160,16 @@ class Run:
         if not run.outputs:
             run.outputs = run.forward(x, fetch)
         value = run.outputs[tensor]
-        check_target_axis(tensor, value, run.batch_axis, len(x))
-        run.seed = make_seed(target, value, run.batch_axis, tensor)
+        try:
+            check_target_axis(tensor, value, run.batch_axis, len(x))
+            run.seed = make_seed(target, value, run.batch_axis, tensor)
+        except InvalidArgument:
+            if not (class_agnostic and is_default(target)):
+                raise
+            run.agnostic, run.score_after, run.batch_axis = True, False, 0
+            run.seed = np.zeros_like(np.asarray(value, np.float32))
+            run.score = np.zeros(len(x))
+            return run
         run.score = per_image(run.seed * value, run.batch_axis)
         return run
 
@@ -292,8 +303,8 @@ class Run:
             method=method, heatmap=heatmap,
             layer_heatmap=None if layer_heatmap is None else np.asarray(layer_heatmap, np.float32),
             attribution=None if attribution is None else np.asarray(attribution, np.float32),
-            layers=list(layers), targets=describe_targets(self.target, self.outputs[self.tensor], self.tensor,
-                                                          self.batch_axis),
-            score=[float(s) for s in self.score.astype(np.float32)],
+            layers=list(layers), targets=["(class-agnostic)"] * len(self.x) if self.agnostic else describe_targets(
+                self.target, self.outputs[self.tensor], self.tensor, self.batch_axis),
+            score=[] if self.agnostic else [float(s) for s in self.score.astype(np.float32)],
             score_after=None if after is None else [float(s) for s in after],
             params=dict(params), extras=dict(extras or {}))

@@ -296,3 +296,21 @@ def test_a_target_whose_shape_changes_under_perturbation():
     exp = get_method("gradcam").explain(access, x, Target(index=(0, 1)))
     assert exp.score_after is None and np.std(exp.heatmap) > 0
     assert exp.score == [pytest.approx(float(access.forward(x)["boxes"][0, 0, 1]))]
+
+
+def test_class_agnostic_methods_need_no_target_on_a_detector_output():
+    """Eigen-CAM explains the activations: on an output with no default target (a detector's
+    boxes) it runs anyway and reports no score; a target-based method still asks for a target."""
+    from factory import CNNBuilder
+
+    b = CNNBuilder((1, 3, 16, 16), seed=3)
+    x = b.relu(b.conv(b.input_name, 4, name="conv1"), name="relu1")
+    model = b.build(b.conv(x, 6, k=1, name="head"), output_names=["boxes"])  # [N, 6, 16, 16]: no top-1
+    access = OrtModelAccess(model)
+    images = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    for name in ("eigencam", "fem"):
+        exp = get_method(name).explain(access, images, Target(), [x])
+        assert exp.heatmap.shape == (2, 16, 16) and np.ptp(exp.heatmap) > 0
+        assert exp.targets == ["(class-agnostic)"] * 2 and exp.score == [] and exp.score_after is None
+    with pytest.raises(InvalidArgument, match="give a target"):
+        get_method("scorecam").explain(access, images, Target(), [x])
