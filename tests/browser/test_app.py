@@ -121,7 +121,7 @@ def test_gradcam_overlay_change_target_and_faithfulness(page, inspector_http, cn
     assert page.evaluate("getComputedStyle(document.querySelector('#ex-heat')).opacity") == "0.9"
 
     options = page.eval_on_selector_all("#ex-target option", "os => os.map(o => o.value)")
-    assert len(options) == 6 and options[0] == ""  # the default, then the top-5 predictions
+    assert len(options) == 7 and options[0] == "" and options[-1] == "custom"  # default, top-5, custom
     page.select_option("#ex-target", options[3])
     page.click("#ex-run")
     rendered(page, "#ex-figure", stamp)

@@ -215,7 +215,7 @@ async function modelPage(id) {
     </section>
     <section class="table-pane">
       <table id="layers" class="data compact"><thead><tr><th>Layer</th><th>Op</th><th>Output</th><th>Params</th></tr></thead>
-      <tbody>${info.layers.map((l) => `<tr data-name="${esc(l.name)}"><td class="mono">${esc(l.name)}</td><td class="op" title="${esc(l.op_type)}">${esc(l.op_type)}</td>
+      <tbody>${info.layers.map((l) => `<tr data-name="${esc(l.name)}"><td class="mono">${esc(l.name).replace(/\//g, "/<wbr>")}</td><td class="op" title="${esc(l.op_type)}">${esc(l.op_type)}</td>
         <td class="mono shape">${esc(shapeText(l.outputs?.[0]?.shape))}</td><td class="num">${l.parameter_count ? l.parameter_count.toLocaleString() : ""}</td></tr>`).join("")}</tbody></table>
     </section>
     <section class="side">
@@ -255,7 +255,8 @@ async function modelPage(id) {
       <div class="tab" id="tab-explain" hidden>
         <div class="controls">
           <label>Method <select id="ex-method"></select></label>
-          <label>Target <select id="ex-target"><option value="">top-1 (the server's default)</option></select></label>
+          <label>Target <select id="ex-target"><option value="">top-1 (the server's default)</option><option value="custom">custom (JSON)…</option></select></label>
+          <label id="ex-target-custom" hidden>JSON <input id="ex-target-json" size="30" placeholder='{"tensor": "out", "index": [3, 7]}'></label>
           <label>Layer <select id="ex-layer"><option value="">the method's default</option></select></label>
         </div>
         <p id="ex-doc" class="hint"></p>
@@ -396,11 +397,14 @@ async function modelPage(id) {
           .map((p) => `<tr><td>class ${p.i}</td><td class="num">${fmt(p.v)}</td><td><span class="pbar" style="width:${(60 * p.p).toFixed(1)}px"></span> ${(100 * p.p).toFixed(1)}%</td></tr>`)
           .join("")}</tbody></table>`;
       } else {
-        box.innerHTML = `<span class="hint">${esc(out.name)} ${esc(shapeText(t.shape))}: no class scores to pick targets from</span>`;
+        box.innerHTML = `<span class="hint">${esc(out.name)} ${esc(shapeText(t.shape))}: not [N, K] class scores; ` +
+          `give explanations a custom target such as {"tensor": "${esc(out.name)}", "index": [k, i]}</span>`;
       }
-      const sel = $("#ex-target");
+      const sel = $("#ex-target"), was = sel.value;
       sel.innerHTML = `<option value="">top-1 (the server's default)</option>` + (state.predictions || [])
-        .map((p, k) => `<option value="${p.i}">class ${p.i} (#${k + 1}, ${(100 * p.p).toFixed(1)}%)</option>`).join("");
+        .map((p, k) => `<option value="${p.i}">class ${p.i} (#${k + 1}, ${(100 * p.p).toFixed(1)}%)</option>`).join("") +
+        `<option value="custom">custom (JSON)…</option>`;
+      if (was === "custom") sel.value = "custom";
     } catch (e) {
       if (e.name !== "AbortError") {
         box.innerHTML = "";
@@ -493,15 +497,32 @@ async function modelPage(id) {
     }
   }
 
+  // the server's grid: n tiles of h x w with 1 px gaps, cols = ceil(sqrt(n * h / w)) (imaging/grid.py)
+  // A symbolic tile size can fit several ways: take the known one, else the tile aspect closest to
+  // the model input's (or square).
+  function gridGeometry(W, H, n, tile) {
+    const fits = [];
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols), w = (W + 1) / cols - 1, h = (H + 1) / rows - 1;
+      if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1) continue;
+      if (Math.max(1, Math.min(n, Math.ceil(Math.sqrt((n * h) / w)))) !== cols) continue;
+      if (Number.isInteger(tile[0]) && Number.isInteger(tile[1]) && (h !== tile[0] || w !== tile[1])) continue;
+      fits.push({ cols, rows, w, h });
+    }
+    const dims = (info.inputs?.[0]?.shape || []).slice(-2);
+    const aspect = dims.every((d) => Number.isInteger(d) && d > 0) ? dims[1] / dims[0] : 1;
+    fits.sort((a, b) => Math.abs(Math.log(a.w / a.h / aspect)) - Math.abs(Math.log(b.w / b.h / aspect)));
+    return fits[0] || null;
+  }
+
   function labelGrid(img, shape, order) {
     const box = $("#fm-figure .labels");
     box.innerHTML = "";
     if (!shape || shape.length !== 4 || !order.length) return;
-    const h = shape[2], w = shape[3];
-    if (!(h > 0 && w > 0)) return;
     const W = img.naturalWidth, H = img.naturalHeight;
-    const cols = Math.round((W + 1) / (w + 1)), rows = Math.round((H + 1) / (h + 1));
-    if (cols * (w + 1) - 1 !== W || rows * (h + 1) - 1 !== H || rows * cols < order.length) return;
+    const g = gridGeometry(W, H, order.length, shape.slice(2));
+    if (!g) return;
+    const { cols, w, h } = g;
     box.innerHTML = order.map((c, i) => {
       const r = Math.floor(i / cols), k = i % cols;
       return `<span style="left:${((100 * k * (w + 1)) / W).toFixed(3)}%;top:${((100 * r * (h + 1)) / H).toFixed(3)}%">${c}</span>`;
@@ -584,6 +605,18 @@ async function modelPage(id) {
     return out;
   };
 
+  const target = () => {
+    const v = $("#ex-target").value;
+    if (v === "") return undefined;
+    if (v !== "custom") return Number(v);
+    try {
+      return JSON.parse($("#ex-target-json").value);
+    } catch (e) {
+      throw new ApiError("INVALID_ARGUMENT", `target: not JSON (${e.message})`);
+    }
+  };
+  $("#ex-target").onchange = () => ($("#ex-target-custom").hidden = $("#ex-target").value !== "custom");
+
   let exTask = null;
   $("#ex-run").onclick = async () => {
     showError($("#ex-error"), null);
@@ -592,8 +625,8 @@ async function modelPage(id) {
     const task = (exTask = startTask($("#ex-task"), `${methodSel.value}…`));
     try {
       const body = { input: input(), method: methodSel.value, params: params(), overlay: true, alpha: 0 };
-      const target = $("#ex-target").value, layer = $("#ex-layer").value;
-      if (target !== "") body.target = Number(target);
+      const t = target(), layer = $("#ex-layer").value;
+      if (t !== undefined) body.target = t;
       if (layer) body.layers = [layer];
       const r = await postJSON(`/models/${state.id}/explain`, body, { signal: task.signal });
       state.exResult = r;
@@ -649,7 +682,8 @@ async function modelPage(id) {
       const hm = item(r, "heatmap", "heatmap");
       const body = { input: input(), heatmap: { dtype: hm.dtype, shape: hm.shape, data: hm.data } };
       if (metrics.length) body.metrics = metrics;
-      if ($("#ex-target").value !== "") body.target = Number($("#ex-target").value);
+      const t = target();
+      if (t !== undefined) body.target = t;
       const ev = await postJSON(`/models/${state.id}/evaluate`, body, { signal: task.signal });
       $("#ex-metrics").innerHTML = `<table class="data compact"><tbody>${items(ev, "metric").map((m) => {
         const v = Array.from(decodeTensor(m).data);

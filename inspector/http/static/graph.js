@@ -20,7 +20,9 @@ export function category(op) {
 }
 
 export function shapeText(shape) {
-  return shape && shape.length ? shape.map((d) => (d === null || d === undefined ? "?" : d)).join("×") : "";
+  // symbolic dimensions longer than a short name (shape-inference formulas) show as "?"
+  const dim = (d) => (d === null || d === undefined || (typeof d === "string" && d.length > 10) ? "?" : d);
+  return shape && shape.length ? shape.map(dim).join("×") : "";
 }
 
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
