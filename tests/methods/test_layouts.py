@@ -173,9 +173,11 @@ def test_empty_detector_output_is_refused_naming_it():
     access = OrtModelAccess(detector_model())
     x = np.random.default_rng(0).random((2, 3, 12, 12)).astype(np.float32)
     assert access.forward(x)["boxes"].shape == (2, 0, 4)
-    for method in ("gradcam", "eigencam", "occlusion", "saliency"):
+    for method in ("gradcam", "occlusion", "saliency"):
         with pytest.raises(InvalidArgument, match="the output 'boxes' is empty for this image: nothing to explain"):
             get_method(method).explain(access, x, Target())
+    agnostic = get_method("eigencam").explain(access, x, Target())  # explains activations: no target needed
+    assert agnostic.targets == ["(class-agnostic)"] * 2 and np.all(np.isfinite(agnostic.heatmap))
     with pytest.raises(InvalidArgument, match="'boxes' is empty"):
         gradients(access, x)
     exp = get_method("gradcam").explain(access, x, Target(tensor="logits"))  # what the message suggests
