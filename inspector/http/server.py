@@ -40,6 +40,7 @@ def start_http(core: Inspector, config: InspectorConfig, host: str = "127.0.0.1"
     app = create_app(core, tokens=config.auth_tokens, gate=gate, retry_after_s=config.retry_after_s)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else each response waits ~40 ms for an ACK
     sock.bind((host, port))
     tls = {}
     if config.tls_cert is not None and config.tls_key is not None:
