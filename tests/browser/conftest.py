@@ -15,20 +15,18 @@ import harness  # noqa: E402
 
 @pytest.fixture(scope="module")
 def browser():
+    missing = None
     try:
+        harness.chromium_path()
         manager = harness.sync_playwright()
-        playwright = manager.__enter__()
     except harness.BrowserMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        try:
-            chromium = harness.launch(playwright)
-        except harness.BrowserMissing as exc:
-            pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    with manager as playwright:
+        chromium = harness.launch(playwright)
         yield chromium
         chromium.close()
-    finally:
-        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

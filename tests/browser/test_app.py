@@ -104,6 +104,17 @@ def test_upload_open_graph_click_node_see_feature_grid_switch_colormap(page, ins
     print(f"\nBROWSER-TIMING click->grid ms (first click builds the session): {[round(t) for t in times]}")
     assert len(times) == 4 and max(times[1:]) < 5000
 
+    for name in ("gap", "flatten", "fc"):  # [N, C, 1, 1] and [N, C] outputs render as strips
+        stamp = page.get_attribute("#fm-grid", "data-rendered")
+        page.locator("#layers tbody tr", has_text=name).first.click()
+        rendered(page, "#fm-grid", stamp)
+        assert page.evaluate(PIXELS, "#fm-grid")["variance"] > 0
+
+    page.click("header a.brand")  # back to the list: delete the model
+    page.once("dialog", lambda d: d.accept())
+    page.click("#model-table tr:has(a.open:text-is('uploaded')) button.delete")
+    page.wait_for_selector("#model-table a.open:text-is('uploaded')", state="detached")
+
 
 def test_gradcam_overlay_change_target_and_faithfulness(page, inspector_http, cnn):
     open_model(page, inspector_http, cnn)
