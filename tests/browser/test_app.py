@@ -4,11 +4,14 @@ Pixels are read back from the page, so "not blank" and "changed" are checked, no
 
 from __future__ import annotations
 
+import base64
 import time
 
 import harness
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 # mean colour and variance of an <img> or <canvas>, read through a 2-D canvas
 PIXELS = """(sel) => {
@@ -116,8 +119,15 @@ def test_upload_open_graph_click_node_see_feature_grid_switch_colormap(page, ins
     page.wait_for_selector("#model-table a.open:text-is('uploaded')", state="detached")
 
 
-def test_gradcam_overlay_change_target_and_faithfulness(page, inspector_http, cnn):
+def test_gradcam_overlay_change_target_and_faithfulness(page, inspector_http, cnn, tmp_path):
     open_model(page, inspector_http, cnn)
+    photo = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (48, 40, 3), np.uint8)).save(photo)
+    before = page.inner_text("#predictions")
+    page.set_input_files("#image-file", str(photo))  # an own image instead of the sample photo
+    page.wait_for_selector("#image-name:text-is('noise.png')")
+    page.wait_for_function("(before) => document.querySelector('#predictions table') && "
+                           "document.querySelector('#predictions').innerText !== before", arg=before)
     page.click(".tabs button[data-tab=explain]")
     assert page.input_value("#ex-method") == "gradcam"
     page.click("#ex-run")
@@ -149,6 +159,7 @@ def test_gradcam_overlay_change_target_and_faithfulness(page, inspector_http, cn
 def test_maximize_shows_progress_and_cancel_stops_the_server(page, inspector_http, cnn):
     open_model(page, inspector_http, cnn)
     page.locator("#layers tbody tr", has_text="relu2a").first.click()
+    rendered(page, "#fm-grid")  # nothing else running on the server from here on
     page.click(".tabs button[data-tab=maximize]")
     page.fill("#mx-channels", "0-3")
     page.fill("#mx-steps", "100000")
@@ -176,6 +187,21 @@ def test_maximize_shows_progress_and_cancel_stops_the_server(page, inspector_htt
         pytest.xfail("known server issue: stream() in inspector/http/app.py sets `gone` only when its generator "
                      "closes, which the BaseHTTPMiddleware (`edge`) delays; a task polling "
                      "request.is_disconnected() that sets `gone` fixes it")
+
+
+DROP = """([b64, name]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name));
+  document.querySelector("#drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_drag_and_drop_upload(page, inspector_http):
+    page.goto(inspector_http.http.url + "/app/")
+    page.wait_for_selector("#model-table")
+    page.evaluate(DROP, [base64.b64encode(harness.small_cnn_bytes(7)).decode(), "dropped.onnx"])
+    page.wait_for_selector("#model-table a.open:text-is('dropped')")
 
 
 def test_a_corrupt_upload_shows_the_servers_message(page, inspector_http, tmp_path):

@@ -106,7 +106,7 @@ async function listPage() {
       <p id="upload-error" class="error" role="alert" hidden></p>
       <p id="list-error" class="error" role="alert" hidden></p>
       <table id="model-table" class="data"><thead><tr><th>Name</th><th>Id</th><th>Size</th><th>Inputs</th>
-        <th>Layers</th><th></th></tr></thead><tbody></tbody></table>
+        <th>Outputs</th><th>Opsets</th><th></th></tr></thead><tbody></tbody></table>
       <p id="no-models" class="hint" hidden>No models yet: upload one.</p>
       <p class="hint"><a href="/api/v1/docs">API documentation</a></p>
     </section>`;
@@ -136,7 +136,8 @@ async function refreshModels() {
         <td class="mono" title="${esc(m.id)}">${esc(m.id.slice(0, 12))}</td>
         <td class="num">${(m.size_bytes / 1024).toFixed(1)} KiB</td>
         <td class="mono">${(m.inputs || []).map((t) => `${esc(t.name)} ${esc(shapeText(t.shape))}`).join("<br>")}</td>
-        <td class="num">${(m.layers || []).length}</td>
+        <td class="mono">${(m.outputs || []).map((t) => `${esc(t.name)} ${esc(shapeText(t.shape))}`).join("<br>")}</td>
+        <td class="mono">${Object.entries(m.opsets || {}).map(([d, v]) => `${esc(d)} ${v}`).join("<br>")}</td>
         <td><button type="button" class="delete">Delete</button></td>
       </tr>`).join("");
     $("#no-models").hidden = models.length > 0;
