@@ -12,12 +12,15 @@ Prints one JSON line with what it did.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+WORKER = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent)]
 
 from factory import small_cnn  # noqa: E402
@@ -60,6 +63,44 @@ def slow(store, job: dict) -> dict:
         yield data[1000:]
 
     return {"id": store.put_bytes(chunks(), name=job.get("name", "slow")).id}
+
+
+# ---- used by the tests ------------------------------------------------------------------------
+def start_replicas(jobs: list[dict], env: dict | None = None) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, str(WORKER), json.dumps(job)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env) for job in jobs]
+
+
+def results(procs: list[subprocess.Popen], timeout: float = 60) -> list[dict]:
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, stderr[-3000:]
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def check_race(store, outcomes: list[dict], model_ids: dict[int, str]) -> None:
+    """What every race scenario must leave behind, whatever the interleaving."""
+    n = len(outcomes)
+    shared = store.get("shared")
+    assert shared.id == model_ids[0] == outcomes[0]["shared"]
+    # every replica's own name and own metadata field survived the others' writes
+    assert set(shared.names) == {"shared"} | {f"own-{i}" for i in range(n)}
+    assert {f"k{i}": i for i in range(n)}.items() <= store.get(shared.id).metadata.items()
+    assert store.get("shared").metadata["by"] in range(n)
+    for i in range(n):
+        assert store.get(f"own-{i}").metadata["mine"] == i
+    assert store.get("hot").id in (model_ids[1], model_ids[2])  # moved many times, never lost
+    holders = [o["claim"] for o in outcomes if o["claim"] is not None]
+    assert len(holders) == 1 and store.get("claim").id == holders[0]  # one replica won, others refused
+    listed = store.list()
+    assert len({e.id for e in listed}) == len(listed)
+    for entry in listed:  # no corrupted entry
+        folder = store.get(entry.id).path.parent
+        assert hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest() == entry.id
+    named = [name for e in listed for name in e.names]
+    assert len(named) == len(set(named))  # a name is on exactly one model
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from factory import small_cnn
 from onnx import numpy_helper
+from replica_worker import check_race, results, start_replicas
 
 from inspector import errors
 from inspector.store import local_root, open_store, tmp_area
@@ -24,48 +24,9 @@ from inspector.store.model_store import ModelStore
 from inspector.store.replicated import ReplicatedStore
 from inspector.store.vetting import verify_store
 
-WORKER = Path(__file__).resolve().parent / "replica_worker.py"
-
 
 def _bytes(seed: int = 0) -> bytes:
     return small_cnn(seed=seed).SerializeToString()
-
-
-def start_replicas(jobs: list[dict], env: dict | None = None) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, str(WORKER), json.dumps(job)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env) for job in jobs]
-
-
-def results(procs: list[subprocess.Popen], timeout: float = 60) -> list[dict]:
-    out = []
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, stderr[-3000:]
-        out.append(json.loads(stdout.strip().splitlines()[-1]))
-    return out
-
-
-def check_race(store, outcomes: list[dict], model_ids: dict[int, str]) -> None:
-    """What every race scenario must leave behind, whatever the interleaving."""
-    n = len(outcomes)
-    shared = store.get("shared")
-    assert shared.id == model_ids[0] == outcomes[0]["shared"]
-    # every replica's own name and own metadata field survived the others' writes
-    assert set(shared.names) == {"shared"} | {f"own-{i}" for i in range(n)}
-    assert {f"k{i}": i for i in range(n)}.items() <= store.get(shared.id).metadata.items()
-    assert store.get("shared").metadata["by"] in range(n)
-    for i in range(n):
-        assert store.get(f"own-{i}").metadata["mine"] == i
-    assert store.get("hot").id in (model_ids[1], model_ids[2])  # moved many times, never lost
-    holders = [o["claim"] for o in outcomes if o["claim"] is not None]
-    assert len(holders) == 1 and store.get("claim").id == holders[0]  # one replica won, others refused
-    listed = store.list()
-    assert len({e.id for e in listed}) == len(listed)
-    for entry in listed:  # no corrupted entry
-        folder = store.get(entry.id).path.parent
-        assert hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest() == entry.id
-    named = [name for e in listed for name in e.names]
-    assert len(named) == len(set(named))  # a name is on exactly one model
 
 
 def test_round_trip_names_and_metadata(tmp_path):

