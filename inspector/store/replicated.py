@@ -159,8 +159,9 @@ class ReplicatedStore:
         model_id, name = self._resolve(ref)
         with self._lock:
             manifest = self._manifests[model_id]
+            view = self._view(model_id, name)
         folder = self.backend.local_folder(model_id, manifest)
-        return dataclasses.replace(self._view(model_id, name), path=folder / "model.onnx")
+        return dataclasses.replace(view, path=folder / "model.onnx")
 
     def list(self) -> list[StoredModel]:
         """Every stored model (one per id), oldest first, as the backend holds them now."""
@@ -221,11 +222,12 @@ class ReplicatedStore:
         self._refresh(force=True)
         with self._lock:
             manifest = self._manifests.get(digest)
-        if manifest is None:
-            raise errors.NotFound(f"model {digest[:12]} was removed while it was being stored",
-                                  field="model")
+            if manifest is None:
+                raise errors.NotFound(f"model {digest[:12]} was removed while it was being stored",
+                                      field="model")
+            view = self._view(digest, name)
         folder = self.backend.local_folder(digest, manifest)
-        return dataclasses.replace(self._view(digest, name), path=folder / "model.onnx")
+        return dataclasses.replace(view, path=folder / "model.onnx")
 
     def _check_free(self, name: str, digest: str) -> None:
         doc, _ = self.backend.read_doc("names", name_key(name))
@@ -238,7 +240,9 @@ class ReplicatedStore:
         if doc is None:
             return None
         held = doc.get("id")
-        if held in self._manifests or (held and self.backend.read_manifest(held) is not None):
+        with self._lock:
+            known = held in self._manifests
+        if known or (held and self.backend.read_manifest(held) is not None):
             return held
         return None
 

@@ -207,3 +207,25 @@ def test_names_are_safe_keys(aws_env, tmp_path):
     key = f"names/names/{hashlib.sha256(odd.encode()).hexdigest()}.json"  # prefix "names", then the kind
     assert json.loads(aws_env.client.get_object(Bucket=BUCKET, Key=key)["Body"].read())["name"] == odd
     assert store.get(odd).id == entry.id and store.get(odd).name == odd
+
+
+def test_the_core_over_two_replicas_of_one_bucket(aws_env, tmp_path):
+    """Inspector cores whose OpenModels use the bucket (as models.py will through open_store)."""
+    import onnxruntime as ort
+
+    from inspector import InputData, Inspector, InspectorConfig
+
+    spec = f"s3://{BUCKET}/core"
+    a, b = (Inspector(InspectorConfig(store_dir=tmp_path / f"unused-{r}", vetting=False)) for r in "ab")
+    for core, r in ((a, "a"), (b, "b")):
+        core.models.store = open_store(spec, cache_dir=tmp_path / f"cache-{r}")
+    model = small_cnn(seed=71)
+    info = a.upload([model.SerializeToString()], name="m")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = b.infer("m", InputData(tensor=x)).outputs["logits"]  # served by the other replica
+    np.testing.assert_allclose(logits, plain.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+    verdict = a.store.get(info.id).metadata["differentiability"]  # the core's verdict, in the bucket
+    assert b.model_info("m").differentiable == info.differentiable and verdict["blocking_ops"] == []
+    assert [m.id for m in b.list_models()] == [info.id]
+    assert b.unload("m") == info.id and a.list_models() == []

@@ -141,3 +141,18 @@ def test_sweep_rules(tmp_path):
     reused.mkdir()
     os.utime(reused, (0, 0))
     assert tmp_area.sweep(tmp_path) == [reused.name]
+
+
+def test_the_core_over_two_replicas_of_one_folder(tmp_path):
+    """Inspector cores whose OpenModels use the shared folder (as models.py will through open_store)."""
+    from inspector import InputData, Inspector, InspectorConfig
+
+    a, b = (Inspector(InspectorConfig(store_dir=tmp_path / f"unused-{r}", vetting=False)) for r in "ab")
+    for core in (a, b):
+        core.models.store = open_store(f"shared:{tmp_path / 'shared'}")
+    info = a.upload([_bytes(71)], name="m")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(b.infer("m", InputData(tensor=x)).outputs["logits"],
+                               a.infer(info.id, InputData(tensor=x)).outputs["logits"], rtol=1e-6)
+    assert "differentiability" in b.store.get("m").metadata
+    assert b.unload("m") == info.id and a.list_models() == []
