@@ -316,6 +316,33 @@ class AuditRun:
                 "weights": weights, "batchnorm": bn, "skipped_tensors": self.skipped,
                 "behaviour": self.tally.result() if self.classifier else None}
 
+    def merge(self, other: AuditRun) -> None:
+        """Add another partial audit of the same model and tensors (e.g. another worker's shard, or a
+        `from_dict` of one): counts, zeros and sketch bins add, min/max combine, mean and M2 by Chan's
+        update, prediction tallies add. So counts, min, max and percentiles equal one pass over both
+        parts exactly, means and spreads up to float64 rounding; a fixed merge order gives a fixed
+        result. `other` is left as it was."""
+        if other.aggregator is None:  # saw no batch: nothing to add
+            return
+        if other.classifier is not None and self.classifier is not None and other.classifier != self.classifier:
+            raise InvalidArgument("Partial audits disagree on whether the model output is class scores; "
+                                  "only audits of the same model can be merged.")
+        if self.aggregator is None:
+            if self.explicit and list(other.tensors) != list(self.tensors):
+                raise InvalidArgument("Partial audits cover different tensors; only audits of the same "
+                                      "model and layers can be merged.", field="layers")
+            self.tensors, self.explicit = list(other.tensors), True
+            self.aggregator = ActivationAggregator.from_dict(other.aggregator.to_dict())  # a copy
+            self.classifier = other.classifier
+        else:
+            if list(other.tensors) != list(self.tensors):
+                raise InvalidArgument("Partial audits cover different tensors; only audits of the same "
+                                      "model and layers can be merged.", field="layers")
+            self.aggregator.merge(other.aggregator)
+        self.skipped.update(other.skipped)
+        self.centered.update(t for t in other.centered if t in self.tensors)
+        self.tally.merge(other.tally)
+
     def to_dict(self) -> dict:
         """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped."""
         return {"version": 1, "tensors": self.tensors, "skipped": self.skipped, "classifier": self.classifier,
