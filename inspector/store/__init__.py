@@ -70,3 +70,39 @@ def default_cache_dir(spec: str, endpoint_url: str | None = None) -> Path:
     bucket = spec[len(S3_PREFIX):].lstrip("/").partition("/")[0] or "bucket"
     tag = hashlib.sha256(f"{endpoint}|{spec}".encode()).hexdigest()[:12]
     return Path(platformdirs.user_cache_dir("inspector")) / "s3" / f"{bucket}-{tag}"
+
+
+def store_from_config(config):
+    """open_store for an InspectorConfig: `store_dir` is the spec; the optional fields
+    `store_cache_dir`, `s3_endpoint_url`, `s3_region` and `store_refresh_s` tune it when the
+    config has them (absent: the AWS environment variables and the defaults)."""
+    return open_store(config.store_dir, cache_dir=getattr(config, "store_cache_dir", None),
+                      endpoint_url=getattr(config, "s3_endpoint_url", None),
+                      region=getattr(config, "s3_region", None), ttl_s=getattr(config, "store_refresh_s", None))
+
+
+def watch_ready(store, on_change, *, interval_s: float = 2.0):
+    """Tell `on_change(ready: bool)` the store's readiness now and whenever it changes, polling
+    `store.ready()` every `interval_s` seconds in a daemon thread; set the returned Event to stop.
+
+    For gRPC health: NOT_SERVING until the bucket answers, SERVING after, NOT_SERVING again
+    while it cannot be reached."""
+    import threading
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        last = None
+        while True:
+            try:
+                now = bool(store.ready())
+            except Exception:  # noqa: BLE001 - a readiness probe reports, never raises
+                now = False
+            if now != last:
+                on_change(now)
+                last = now
+            if stop.wait(interval_s):
+                return
+
+    threading.Thread(target=poll, name="store-ready", daemon=True).start()
+    return stop

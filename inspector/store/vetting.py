@@ -233,14 +233,17 @@ def spatial_size(preprocess: dict | None) -> tuple[int, int]:
     return 64, 64
 
 
-def verify_store(root: Path) -> list[tuple[str, str]]:
+def verify_store(root: Path | None) -> list[tuple[str, str]]:
     """Move store entries whose bytes no longer match their id to root/.quarantine/.
 
-    Run before a ModelStore opens `root`. Returns (entry, reason) for each quarantined entry;
-    `quarantined(root)` lists them later.
+    Run before a ModelStore opens `root` (for any --store value: `local_root(spec)` from
+    inspector.store; a shared folder's entries are checked the same way). Returns (entry,
+    reason) for each quarantined entry; `quarantined(root)` lists them later.
     """
     from inspector.store.model_store import ID_RE
 
+    if root is None:  # a bucket (inspector.store.local_root): its cache is verified on use
+        return []
     root = Path(root)
     if not root.is_dir():
         return []

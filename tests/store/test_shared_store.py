@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -156,3 +157,32 @@ def test_the_core_over_two_replicas_of_one_folder(tmp_path):
                                a.infer(info.id, InputData(tensor=x)).outputs["logits"], rtol=1e-6)
     assert "differentiability" in b.store.get("m").metadata
     assert b.unload("m") == info.id and a.list_models() == []
+
+
+def test_readiness_watch_and_config(tmp_path):
+    import threading
+
+    from inspector import InspectorConfig
+    from inspector.store import store_from_config, watch_ready
+
+    class Flaky:
+        def __init__(self):
+            self.answers = [False, False, True, True, False]
+
+        def ready(self):
+            return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    seen, done = [], threading.Event()
+
+    def on_change(ok: bool) -> None:
+        seen.append(ok)
+        if len(seen) == 3:
+            done.set()
+
+    stop = watch_ready(Flaky(), on_change, interval_s=0.01)
+    assert done.wait(5) and seen == [False, True, False]  # told on each change only
+    stop.set()
+    config = InspectorConfig(store_dir=Path(f"shared:{tmp_path / 's'}"))
+    assert isinstance(store_from_config(config), ReplicatedStore)
+    assert isinstance(store_from_config(InspectorConfig(store_dir=tmp_path / "l")), ModelStore)
+    assert local_root("s3://b/p") is None and verify_store(None) == []
