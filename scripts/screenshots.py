@@ -68,15 +68,6 @@ def wait_stamp(page, sel: str, before: str | None = None) -> None:
                            arg=[sel, before], timeout=90_000)
 
 
-def shrink(path: Path) -> None:
-    """A palette PNG (256 colours, no dithering): a third of the size, the UI looks the same."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    small.save(path, optimize=True)
-
-
 def side(page, path: Path) -> None:
     """The side panel, the viewport made as tall as its content."""
     height = page.evaluate("document.querySelector('.side').scrollHeight + 60")
@@ -89,7 +80,6 @@ def side(page, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for the PNGs (default docs/)")
-    parser.add_argument("--rgb", action="store_true", help="keep the screenshots as RGB (no 256-colour palette)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,8 +135,6 @@ def main() -> int:
     finally:
         server.stop(1.0)
     for name in ("ui-graph.png", "ui-features.png", "ui-explain.png"):
-        if not args.rgb:
-            shrink(out / name)
         print(f"wrote {out / name} ({(out / name).stat().st_size / 1024:.0f} KiB)")
     return 0
 

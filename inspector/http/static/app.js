@@ -229,6 +229,7 @@ async function modelPage(id) {
         </div>
         <div id="predictions"></div>
       </div>
+      <div id="predict-task" class="task" hidden></div>
       <p id="image-error" class="error" hidden></p>
       <nav class="tabs">
         <button type="button" data-tab="layer" class="on">Layer</button>
@@ -252,6 +253,7 @@ async function modelPage(id) {
         </figure>
         <div id="fm-stats"></div>
         <div id="weights"></div>
+        <div id="w-task" class="task" hidden></div>
       </div>
       <div class="tab" id="tab-explain" hidden>
         <div class="controls">
@@ -378,9 +380,9 @@ async function modelPage(id) {
   let inferCtl = null;
   async function predict() {
     if (inferCtl) inferCtl.abort();
-    const ctl = (inferCtl = new AbortController());
+    const ctl = (inferCtl = startTask($("#predict-task"), `Predicting ${image.name}`));
     const box = $("#predictions");
-    box.innerHTML = `<span class="hint">predicting…</span>`;
+    box.innerHTML = "";
     try {
       const r = await postJSON(`/models/${state.id}/infer`, { input: input() }, { signal: ctl.signal });
       const first = info.outputs?.[0]?.name;
@@ -407,10 +409,9 @@ async function modelPage(id) {
         `<option value="custom">custom (JSON)…</option>`;
       if (was === "custom") sel.value = "custom";
     } catch (e) {
-      if (e.name !== "AbortError") {
-        box.innerHTML = "";
-        showError($("#image-error"), e);
-      }
+      if (inferCtl === ctl) showError($("#image-error"), e); // a newer prediction replaced this one: quiet
+    } finally {
+      ctl.done();
     }
   }
 
@@ -491,7 +492,7 @@ async function modelPage(id) {
       if (clickedAt) await new Promise(requestAnimationFrame), timings.clickToGrid.push(performance.now() - clickedAt);
       img.dataset.rendered = String(Date.now());
     } catch (e) {
-      showError($("#fm-error"), e);
+      if (fmCtl === task) showError($("#fm-error"), e); // else a newer request replaced this one
     } finally {
       task.done();
       if (fmCtl === task) fmCtl = null;
@@ -540,10 +541,10 @@ async function modelPage(id) {
   async function weights() {
     const l = state.selected, box = $("#weights");
     if (wCtl) wCtl.abort();
+    wCtl = null;
     box.innerHTML = "";
     if (!l || !l.weight_names || !l.weight_names.length) return;
-    const ctl = (wCtl = new AbortController());
-    box.innerHTML = `<h3>Weights</h3><p class="hint">loading…</p>`;
+    const ctl = (wCtl = startTask($("#w-task"), `Weights of ${l.name}`));
     try {
       const r = await postJSON(`/models/${state.id}/weights`,
         { layers: l.weight_names, raw: false, png: true, histogram: true },
@@ -559,10 +560,11 @@ async function modelPage(id) {
       }
       box.innerHTML = parts.length ? `<h3>Weights</h3>${parts.join("")}` : "";
     } catch (e) {
-      if (e.name !== "AbortError") {
-        box.innerHTML = `<h3>Weights</h3><p class="error"></p>`;
-        showError($(".error", box), e);
-      }
+      if (wCtl !== ctl) return; // replaced by the next layer's weights
+      box.innerHTML = `<h3>Weights</h3><p class="error"></p>`;
+      showError($(".error", box), e);
+    } finally {
+      ctl.done();
     }
   }
 
@@ -645,7 +647,7 @@ async function modelPage(id) {
       $("#ex-metrics").innerHTML = "";
       $("#ex-figure").dataset.rendered = String(Date.now());
     } catch (e) {
-      showError($("#ex-error"), e);
+      if (exTask === task) showError($("#ex-error"), e);
     } finally {
       task.done();
     }
@@ -738,7 +740,7 @@ async function modelPage(id) {
       if (fin) values.textContent = `final objective: ${Array.from(decodeTensor(fin).data).map(fmt).join(", ")}`;
       values.dataset.done = "1";
     } catch (e) {
-      showError($("#mx-error"), e);
+      if (mxTask === task) showError($("#mx-error"), e);
     } finally {
       task.done();
     }

@@ -25,6 +25,7 @@ export function shapeText(shape) {
   return shape && shape.length ? shape.map(dim).join("×") : "";
 }
 
+const compact = (n) => (n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${Math.round(n / 1e3)}k` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}k` : String(n));
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
 
@@ -215,7 +216,8 @@ export class GraphView {
       const title = `${nd.name}\n${nd.op} ${shapeText(nd.shape)}${nd.params ? `\n${nd.params.toLocaleString()} parameters` : ""}`;
       nodes.push(`<g class="${cls}" data-id="${nd.id}" transform="translate(${left.toFixed(1)},${nd.y})">` +
         `<title>${esc(title)}</title><rect width="${NODE_W}" height="${NODE_H}" rx="6"/>` +
-        `<text x="8" y="16" class="n">${esc(clip(nd.name, 25))}</text>` +
+        `<text x="8" y="16" class="n">${esc(clip(nd.name, nd.params ? 19 : 25))}</text>` +
+        (nd.params ? `<text x="${NODE_W - 6}" y="16" class="p" text-anchor="end">${compact(nd.params)}</text>` : "") +
         `<text x="8" y="31" class="s">${esc(clip(sub, 29))}</text></g>`);
     }
     this.container.innerHTML =
