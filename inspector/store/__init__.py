@@ -67,8 +67,9 @@ def default_cache_dir(spec: str, endpoint_url: str | None = None) -> Path:
     import platformdirs
 
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
-    bucket = spec[len(S3_PREFIX):].lstrip("/").partition("/")[0] or "bucket"
-    tag = hashlib.sha256(f"{endpoint}|{spec}".encode()).hexdigest()[:12]
+    bucket, _, prefix = spec[len(S3_PREFIX):].lstrip("/").partition("/")  # s3://b/p and s3:/b/p alike
+    tag = hashlib.sha256(f"{endpoint}|{bucket}|{prefix.strip('/')}".encode()).hexdigest()[:12]
+    bucket = bucket or "bucket"
     return Path(platformdirs.user_cache_dir("inspector")) / "s3" / f"{bucket}-{tag}"
 
 

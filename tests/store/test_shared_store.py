@@ -163,7 +163,7 @@ def test_readiness_watch_and_config(tmp_path):
     import threading
 
     from inspector import InspectorConfig
-    from inspector.store import store_from_config, watch_ready
+    from inspector.store import default_cache_dir, store_from_config, watch_ready
 
     class Flaky:
         def __init__(self):
@@ -186,3 +186,4 @@ def test_readiness_watch_and_config(tmp_path):
     assert isinstance(store_from_config(config), ReplicatedStore)
     assert isinstance(store_from_config(InspectorConfig(store_dir=tmp_path / "l")), ModelStore)
     assert local_root("s3://b/p") is None and verify_store(None) == []
+    assert default_cache_dir("s3://b/p") == default_cache_dir(str(Path("s3://b/p/")))  # --store as a Path
