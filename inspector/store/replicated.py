@@ -205,6 +205,7 @@ class ReplicatedStore:
     # ---- writes ---------------------------------------------------------------------------
     def _commit(self, work: Path, digest: str, files: dict, name: str | None,
                 metadata: dict | None, replace: bool) -> StoredModel:
+        _check_json(metadata)
         if name is not None and not replace:
             self._check_free(name, digest)  # fail before uploading anything
         size = sum(f["size"] for f in files.values())
@@ -265,7 +266,7 @@ class ReplicatedStore:
                   lambda doc: None if doc is not None and doc.get("id") == model_id else _UNCHANGED)
 
     def _merge_metadata(self, model_id: str, metadata: dict) -> None:
-        json.dumps(metadata)  # refuse what is not JSON before any write
+        _check_json(metadata)
         self._cas("meta", model_id, lambda doc: {
             "id": model_id, "updated": time.time(),
             "metadata": {**((doc or {}).get("metadata") or {}), **metadata}})
@@ -366,6 +367,13 @@ class ReplicatedStore:
 
 
 _UNCHANGED = object()
+
+
+def _check_json(metadata: dict | None) -> None:
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(f"model metadata must be JSON: {exc}", field="metadata") from exc
 
 
 def name_key(name: str) -> str:

@@ -78,6 +78,8 @@ def test_put_path_with_external_data_and_bad_input(tmp_path):
         store.put_bytes([b"not a model"])
     with pytest.raises(errors.ResourceExhausted):
         store.put_bytes([_bytes(0)], max_bytes=10)
+    with pytest.raises(errors.InvalidArgument, match="must be JSON"):
+        store.put_bytes([_bytes(0)], name="j", metadata={"x": object()})
     assert [e.id for e in store.list()] == [entry.id]
     assert list((tmp_path / "s" / ".tmp").iterdir()) == []
 
