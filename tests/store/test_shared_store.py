@@ -189,3 +189,27 @@ def test_readiness_watch_and_config(tmp_path):
     assert isinstance(store_from_config(InspectorConfig(store_dir=tmp_path / "l")), ModelStore)
     assert local_root("s3://b/p") is None and verify_store(None) == []
     assert default_cache_dir("s3://b/p") == default_cache_dir(str(Path("s3://b/p/")))  # --store as a Path
+
+
+def test_a_writer_killed_while_holding_the_lock_blocks_nobody(tmp_path):
+    import signal
+    import textwrap
+
+    root = tmp_path / "shared"
+    store = open_store(f"shared:{root}")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = [{str(Path(__file__).resolve().parents[2])!r}]
+        from inspector.store import open_store
+        with open_store("shared:{root}").backend._locked():
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        os.kill(holder.pid, signal.SIGKILL)
+    finally:
+        holder.wait(10)
+    started = time.monotonic()
+    assert store.put_bytes([_bytes(0)], name="after").name == "after"
+    assert time.monotonic() - started < 5
