@@ -372,8 +372,13 @@ async function modelPage(id) {
   };
   $("#image-file").onchange = (e) => e.target.files[0] && setImage(e.target.files[0], e.target.files[0].name);
   $("#sample").onclick = async () => {
-    const r = await fetch("sample.jpg");
-    setImage(await r.blob(), "sample.jpg (Grace Hopper)");
+    try {
+      const r = await fetch("sample.jpg");
+      if (!r.ok) throw new ApiError(`HTTP ${r.status}`, "the sample photo is missing from the app");
+      await setImage(await r.blob(), "sample.jpg (Grace Hopper)");
+    } catch (e) {
+      showError($("#image-error"), e);
+    }
   };
   const input = () => ({ images: [image.b64] });
 
@@ -416,6 +421,8 @@ async function modelPage(id) {
   }
 
   function onImage() {
+    state.exResult = state.ex = null; // an explanation of the previous image no longer applies
+    $("#ex-figure").hidden = $("#ex-eval-box").hidden = true;
     predict();
     if (state.selected) featureMaps();
   }
