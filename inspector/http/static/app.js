@@ -490,8 +490,9 @@ async function modelPage(id) {
       const order = C ? Array.from({ length: C }, (_, i) => i) : [];
       if (C && topK > 0) order.sort((a, b) => stats.mean[b] - stats.mean[a] || a - b), order.splice(topK);
       labelGrid(img, out.shape, order);
+      // "layer" scales by the whole layer's range, also when only some channels are shown
       colorbar($("#fm-figure .colorbar"), cmap, normalize === "layer" && C
-        ? [fmt(Math.min(...order.map((c) => stats.min[c]))), fmt(Math.max(...order.map((c) => stats.max[c])))]
+        ? [fmt(Math.min(...stats.min)), fmt(Math.max(...stats.max))]
         : ["channel min", "channel max"]);
       $("#fm-caption").textContent = `${name}: ${order.length || "all"} of ${C || "?"} channels` +
         `${topK > 0 ? " with the highest mean activation" : ""}, ${normalize === "layer" ? "one scale for the layer" : "each channel scaled to its own range"}, ${cmap}.`;
