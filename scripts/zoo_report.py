@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:{width}s}  " + " ".join(f"{m:>12s}" for m in marks))
     bad = [(n, c, v) for n in names for c, v in cells[n].items() if not v.startswith("ok")]
     if bad:
-        print("\nnot ok:")
+        print("\nrefused (expected) or failed:")
         for n, c, v in bad:
             print(f"  {n} / {c}: {v}")
     print(f"\n{ok}/{total} cells ok ({time.monotonic() - t0:.0f} s)")

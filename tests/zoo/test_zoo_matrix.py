@@ -16,6 +16,10 @@ scripts/build_fixtures.py). The checks (zoo_matrix.py) compare VALUES with indep
 - gradcam / scorecam / eigencam: finite, at the input's size, not constant;
 - audit: per-channel mean and max of a layer over 4 images equal numpy on the exposed tensors.
 
+The detector (SSDlite: TopK + NMS inside the graph, outputs without a batch axis) is a function
+that jumps wherever the kept boxes change, so its gradients are checked for shape, finiteness and
+non-zero only, and integrated gradients for a finite delta (no completeness along the path).
+
 Every cell passes, or is an EXPECTED_REFUSALS entry (status code + message fragment + reason), or
 a KNOWN_FAILURES entry (a service bug, xfail(strict=True) so the fix turns it red). Nothing is
 skipped. The whole matrix runs in ~1.5 minutes on 2 cores, so no cell is marked slow.
