@@ -167,7 +167,7 @@ def test_replica_processes_racing_on_one_model_and_one_name(aws_env, tmp_path):
     spec = f"s3://{BUCKET}/race"
     go = tmp_path / "go"
     n = 4
-    procs = start_replicas([{"scenario": "race", "spec": spec, "index": i, "go": str(go), "rounds": 6,
+    procs = start_replicas([{"scenario": "race", "spec": spec, "index": i, "go": str(go), "rounds": 4,
                              "cache": str(tmp_path / f"cache{i}"), "ttl_s": 0} for i in range(n)], env=aws_env.env)
     time.sleep(1.5)  # let every replica import boto3 and open the store
     go.touch()
