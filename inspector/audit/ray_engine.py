@@ -30,6 +30,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +46,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 BATCH_SIZE = 8  # images per model run: the single-process `inspector audit` default
 SHARD_BATCHES = 8  # batches per shard (64 images): a unit of work, of retry and of merge
+DECODE_CPUS = 0.25  # logical CPUs of one Ray Data decode task
 NO_ROW = -1  # `rows` entry of an encoded image (not a row of an .npy batch)
 
 
@@ -149,6 +151,7 @@ def decode_shard(paths: Sequence[str], rows: Sequence[int], spec) -> np.ndarray:
 
     parts: list[np.ndarray] = []
     run: list[bytes] = []
+    batches: dict[str, np.ndarray] = {}  # .npy files, memory-mapped once
 
     def flush() -> None:
         if run:
@@ -163,7 +166,9 @@ def decode_shard(paths: Sequence[str], rows: Sequence[int], spec) -> np.ndarray:
             run.append(_read(str(path)))
         else:
             flush()
-            parts.append(np.asarray(np.load(str(path), mmap_mode="r")[int(row):int(row) + 1]))
+            if path not in batches:
+                batches[path] = np.load(str(path), mmap_mode="r")
+            parts.append(np.asarray(batches[path][int(row):int(row) + 1]))
     flush()
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -210,7 +215,7 @@ class AuditWorker:
         self.access = OrtModelAccess(self.model, chosen, sessions=SessionCache(intra_op_threads=threads),
                                      source=Path(model_path))
         self.tensors, self.name, self.batch_size, self.faults = tensors, name, batch_size, list(faults)
-        self.busy_s = 0.0
+        self.busy_s, self.ready = 0.0, time.time()  # when this worker could take its first shard
 
     def _memo(self, key: tuple, compute):
         """The session's memo, except which tensors need centred sums: found anew per shard, so a
@@ -252,7 +257,8 @@ class AuditWorker:
             states.append(json.dumps(self.audit_shard(int(shard), _from_bytes(blob), shard_labels)))
         self.busy_s += time.perf_counter() - t0
         return {"shard": np.asarray(batch["shard"], np.int64), "state": np.array(states, dtype=object),
-                "busy_s": np.full(len(states), self.busy_s), "pid": np.full(len(states), os.getpid())}
+                "busy_s": np.full(len(states), self.busy_s), "pid": np.full(len(states), os.getpid()),
+                "ready": np.full(len(states), self.ready), "finished": np.full(len(states), time.time())}
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -265,6 +271,8 @@ class RayAuditResult:
     shards: int
     seconds: float  # from the first Ray Data stage to the merged report
     worker_busy_s: dict[int, float]  # per worker process: seconds spent auditing shards
+    first_ready_s: float  # seconds until the first worker held its session (Ray's fixed costs)
+    audit_s: float  # from then until the last shard came back: the steady part of the run
 
 
 def _input_spec(model, preprocess: dict | None):
@@ -287,11 +295,13 @@ def _input_spec(model, preprocess: dict | None):
 def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *, workers: int = 2,
               layers: Sequence[str] | None = None, labels: Sequence[int] | None = None,
               preprocess: dict | None = None, name: str | None = None, batch_size: int = BATCH_SIZE,
-              shard_batches: int = SHARD_BATCHES, worker_cpus: float = 1.0, decode_cpus: float = 0.25,
+              shard_batches: int = SHARD_BATCHES, worker_cpus: float | None = None, decode_cpus: float = DECODE_CPUS,
               threads: int | None = 1, providers: Sequence[str] | None = None,
               faults: Sequence[dict] = (), on_progress: Callable[[int, int], None] | None = None) -> RayAuditResult:
     """Audit the model at `model_path` over the sources' images on the connected Ray cluster
     (ray.init() first; see the module doc). `threads`: onnxruntime intra-op threads per worker.
+    `worker_cpus`: logical CPUs each worker asks for, default 1 or less where `workers` of 1 and a
+    decode task would not fit the cluster (a full cluster would starve Ray Data's decode tasks).
     On a GPU cluster each worker takes a share of a GPU and runs CUDA where its onnxruntime can.
     `faults`: kill workers on purpose (tests; see AuditWorker)."""
     import onnx
@@ -323,13 +333,16 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
             row["labels"] = [int(v) for v in labels[start:stop]]
         rows.append(row)
 
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    gpus = float(resources.get("GPU", 0))
+    if worker_cpus is None:
+        worker_cpus = max(0.05, min(1.0, (float(resources.get("CPU", 1)) - decode_cpus) / max(1, workers)))
     if providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpus else ["CPUExecutionProvider"]
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.verbose_progress = False
-    t0 = time.perf_counter()
+    t0, start = time.perf_counter(), time.time()
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(decode_batch, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
                         num_cpus=decode_cpus)
@@ -341,11 +354,13 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     merged = AuditRun(model, tensors, name=name)
     pending: dict[int, str] = {}
     busy: dict[int, float] = {}
+    ready, finished = math.inf, start
     done = seen = 0
     for row in ds.iter_rows():
         shard = int(row["shard"])
         pending[shard] = row["state"]
         busy[int(row["pid"])] = max(busy.get(int(row["pid"]), 0.0), float(row["busy_s"]))
+        ready, finished = min(ready, float(row["ready"])), max(finished, float(row["finished"]))
         while done in pending:  # a fixed merge order: the same report on every run
             merged.merge(AuditRun.from_dict(model, json.loads(pending.pop(done)), name=name))
             seen += cuts[done][1] - cuts[done][0]
@@ -355,7 +370,8 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     if done != len(cuts) or merged.aggregator is None:
         raise errors.InspectorError(f"the Ray audit returned {done} of {len(cuts)} shards")
     report = merged.result()
-    return RayAuditResult(report, merged.aggregator.images, len(cuts), time.perf_counter() - t0, busy)
+    return RayAuditResult(report, merged.aggregator.images, len(cuts), time.perf_counter() - t0, busy,
+                          ready - start, finished - ready)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -390,6 +406,61 @@ def _stored_model(store: str, ref: str) -> tuple[str, dict | None, str | None]:
     if names:
         spec = {**(meta.get("metadata") or {}), **meta["names"][names[0]].get("metadata", {})}.get("preprocess")
     return str(path), spec, names[0] if names else ident[:12]
+
+
+class _Lazy(Sequence):
+    """The audit's items as the picture code of inspector.cli.audit takes them: image paths as
+    they are, .npy rows as [1, ...] arrays, URIs as their bytes (each read when asked for)."""
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        self.items, self._batches = items, {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = self.items[i]
+        if item.row != NO_ROW:
+            if item.path not in self._batches:
+                self._batches[item.path] = np.load(item.path, mmap_mode="r")
+            return np.asarray(self._batches[item.path][item.row:item.row + 1])
+        return _read(item.path) if _is_uri(item.path) else item.path
+
+
+class _LocalPictures:
+    """The two calls inspector.cli.audit._pictures makes (Grad-CAM overlays, a feature grid),
+    answered by an in-process core over a temporary store instead of a server."""
+
+    def __init__(self, model_path: str, preprocess: dict | None, store: Path) -> None:
+        from inspector.config import InspectorConfig
+        from inspector.core import Inspector
+
+        self.core = Inspector(InspectorConfig(store_dir=store, intra_op_threads=2))
+        self.ref = self.core.load_model(model_path, name="audited", preprocess=preprocess).id
+
+    def explain(self, model: str, x, method: str | None = None, **_):
+        return self.core.explain(self.ref, x, method=method)
+
+    def render_feature_maps(self, model: str, x, layers: Sequence[str], top_k: int | None = None) -> dict[str, bytes]:
+        maps = self.core.feature_maps(self.ref, x, layers, raw=False, png=True, top_k=top_k)
+        return {name: pngs[0] for name, pngs in maps.pngs.items() if pngs}
+
+
+def pictures(model_path: str, preprocess: dict | None, items: Sequence[Item], labels: Sequence[int] | None,
+             report: dict) -> dict[str, bytes]:
+    """The pictures of a single-process report (Grad-CAM overlays of a sample, a feature grid),
+    computed here on the driver; none (with a note on stderr) where the model cannot give them."""
+    import tempfile
+
+    from inspector.cli.audit import _pictures
+
+    with tempfile.TemporaryDirectory(prefix="inspector-ray-audit-") as store:
+        try:
+            return _pictures(_LocalPictures(model_path, preprocess, Path(store)), "audited", _Lazy(items),
+                             None if labels is None else list(labels), report)
+        except Exception as err:  # the statistics are the report; pictures are a nicety
+            print(f"no pictures in the report: {err}", file=sys.stderr)
+            return {}
 
 
 def _connect(address: str | None) -> bool:
@@ -440,9 +511,8 @@ def run_ray_audit(args) -> int:
         try:
             import ray
 
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            worker_cpus = float(getattr(args, "worker_cpus", None) or 1.0)
-            workers = args.workers or max(1, int(cpus // worker_cpus))
+            worker_cpus = getattr(args, "worker_cpus", None)
+            workers = args.workers or max(1, int(float(ray.cluster_resources().get("CPU", 1)) - DECODE_CPUS))
             last = [0.0]
 
             def progress(done: int, total: int) -> None:
@@ -459,7 +529,11 @@ def run_ray_audit(args) -> int:
     except errors.InspectorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    paths = write_report(result.report, Path(args.out))
+    except OSError as err:  # a local file the command was given
+        print(f"error: cannot read{f' {err.filename}' if err.filename else ''}: {err.strerror or err}",
+              file=sys.stderr)
+        return 2
+    paths = write_report(result.report, Path(args.out), pictures(model_path, preprocess, items, labels, result.report))
     print(f"wrote {paths['html']} and {paths['json']} ({result.images} images, {result.shards} shards, "
           f"{workers} Ray workers, {result.seconds:.1f} s)")
     return 0
