@@ -14,7 +14,11 @@ def default_store_dir() -> Path:
 
 @dataclass
 class InspectorConfig:
-    store_dir: Path = field(default_factory=default_store_dir)
+    store_dir: Path | str = field(default_factory=default_store_dir)  # a folder, shared:/path or s3://bucket/prefix
+    store_cache_dir: Path | None = None  # s3: where model files are cached locally (default: the user cache)
+    s3_endpoint_url: str | None = None  # s3: default $AWS_ENDPOINT_URL
+    s3_region: str | None = None  # s3: default $AWS_REGION
+    store_refresh_s: float | None = None  # shared stores: how old a view of names may be (default per mode)
     model_roots: tuple[Path, ...] = ()  # server-side paths must lie under one of these
     providers: tuple[str, ...] = ("cpu",)  # preference order; "cuda" falls back to cpu
     strict_providers: bool = False  # refuse instead of falling back

@@ -83,7 +83,7 @@ class Inspector:
         """Store entries moved aside as corrupt when the server started (see store.vetting)."""
         from inspector.store.vetting import quarantined
 
-        return quarantined(self.config.store_dir)
+        return quarantined(self.store.root)
 
     def model_info(self, ref: str) -> ModelInfo:
         return self.models.info(self.models.get(ref), layers=True)

@@ -50,10 +50,10 @@ class OpenModels:
 
     def __init__(self, config: InspectorConfig) -> None:
         from inspector.runtime.sessions import SizedSessionCache
-        from inspector.store.model_store import ModelStore
+        from inspector.store import store_from_config
 
         self.config = config
-        self.store = ModelStore(Path(config.store_dir))
+        self.store = store_from_config(config)  # a folder, a shared folder or an S3 bucket
         self.sessions = SizedSessionCache(intra_op_threads=config.intra_op_threads,
                                           max_entries=config.max_sessions,
                                           max_bytes=config.max_session_bytes,

@@ -16,7 +16,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the gRPC server")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0: a free one, printed on start)")
-    p.add_argument("--store", type=Path, default=None, help=f"model store (default {default_store_dir()})")
+    p.add_argument("--store", default=None,
+                   help=f"model store: a folder, shared:/path (several servers), or s3://bucket/prefix "
+                        f"(credentials from the AWS_* environment) (default {default_store_dir()})")
+    p.add_argument("--store-cache", type=Path, help="s3 stores: where model files are cached on this machine")
+    p.add_argument("--s3-endpoint-url", help="s3 stores: the endpoint (default $AWS_ENDPOINT_URL)")
+    p.add_argument("--s3-region", help="s3 stores: the region (default $AWS_REGION)")
+    p.add_argument("--store-refresh", type=float, help="shared stores: seconds a view of the names may be old")
     p.add_argument("--model-root", type=Path, action="append", default=[],
                    help="allow LoadModel(server_path) under this folder (repeatable)")
     p.add_argument("--providers", default="cpu", help="execution providers in preference order: cuda,cpu")
@@ -69,7 +75,9 @@ def config_from_args(args: argparse.Namespace) -> InspectorConfig:
         auth_tokens=load_tokens(args.auth_token_file),
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca)
     if args.store is not None:
-        config.store_dir = args.store
+        config.store_dir = args.store if str(args.store).startswith(("s3:", "shared:")) else Path(args.store)
+    config.store_cache_dir, config.s3_endpoint_url = args.store_cache, args.s3_endpoint_url
+    config.s3_region, config.store_refresh_s = args.s3_region, args.store_refresh
     return config
 
 

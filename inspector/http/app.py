@@ -45,7 +45,7 @@ log = logging.getLogger("inspector.http")
 PREFIX = "/api/v1"
 STATUS = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
           "FAILED_PRECONDITION": 412, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "DEADLINE_EXCEEDED": 504,
-          "INTERNAL": 500}
+          "UNAVAILABLE": 503, "INTERNAL": 500}
 
 
 # ---- request bodies (the OpenAPI schema is generated from them) ------------------------------

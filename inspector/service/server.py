@@ -21,6 +21,7 @@ from inspector.service.metrics import Metrics, ObservingInterceptor, serve_metri
 from inspector.service.servicer import InspectorServicer
 from inspector.service.shared_memory import SharedMemory
 from inspector.service.tls import server_credentials
+from inspector.store import local_root, watch_ready
 from inspector.store.vetting import quarantined, verify_store
 from inspector.v1 import inspector_pb2 as pb
 from inspector.v1 import inspector_pb2_grpc as pb_grpc
@@ -43,6 +44,7 @@ class RunningServer:
     _metrics_http: object = None
     shared_memory: SharedMemory | None = None  # None: configured off
     http: object = None  # inspector.http.server.RunningHttp when an HTTP port was asked for
+    stop_ready: object = None  # threading.Event ending the store-readiness watch
 
     @property
     def address(self) -> str:
@@ -55,6 +57,8 @@ class RunningServer:
     def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls at once; in-flight calls get `grace` seconds to finish."""
         self.health.enter_graceful_shutdown()
+        if self.stop_ready is not None:
+            self.stop_ready.set()
         if self.http is not None:
             self.http.stop()
         self.server.stop(grace).wait()
@@ -75,7 +79,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     """
     slots = workers if workers is not None else config.max_concurrent  # the caller's config stays as is
     tune_malloc()
-    found = verify_store(config.store_dir) if inspector is None else []
+    found = verify_store(local_root(config.store_dir)) if inspector is None else []
     inspector = inspector or Inspector(config)
     gate = Gate(slots, config.max_queued)
     metrics = Metrics()
@@ -95,8 +99,13 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
     add_kserve_servicer(inspector, server)  # inference.GRPCInferenceService: the Open Inference Protocol
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    def serving(ready: bool) -> None:  # NOT_SERVING until the store answers (a bucket may not yet)
+        state = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, state)
+
+    serving(False)
+    stop_ready = watch_ready(inspector.store, serving)
     reflection_v1.enable((SERVICE_NAME, health.SERVICE_NAME, "inference.GRPCInferenceService"), server)
     address = f"{host}:{port}"
     if config.tls_cert is not None or config.tls_key is not None:
@@ -122,7 +131,7 @@ def start_server(config: InspectorConfig, host: str = "127.0.0.1", port: int = 0
              "TLS" if config.tls_cert else "plain text",
              "token auth" if config.auth_tokens else "no auth", config.store_dir)
     return RunningServer(server, bound, inspector, health_servicer, metrics, gate,
-                         http.server_address[1] if http else None, found, http, shm, web)
+                         http.server_address[1] if http else None, found, http, shm, web, stop_ready)
 
 
 def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, shm: SharedMemory | None) -> None:

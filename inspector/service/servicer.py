@@ -29,6 +29,7 @@ _CODES = {
     "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
     "CANCELLED": grpc.StatusCode.CANCELLED,
     "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,  # the shared store cannot be reached
 }
 
 
