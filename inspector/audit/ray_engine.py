@@ -150,7 +150,7 @@ def decode_shard(paths: Sequence[str], rows: Sequence[int], spec) -> np.ndarray:
     from inspector.imaging.preprocess import preprocess_images
 
     parts: list[np.ndarray] = []
-    run: list[bytes] = []
+    run: list[tuple[str, bytes]] = []
     batches: dict[str, np.ndarray] = {}  # .npy files, memory-mapped once
 
     def flush() -> None:
@@ -158,12 +158,17 @@ def decode_shard(paths: Sequence[str], rows: Sequence[int], spec) -> np.ndarray:
             if spec is None:
                 raise errors.InvalidArgument("images need the model's preprocessing, which does not resolve "
                                              "for this model; give --preprocess", field="preprocess")
-            parts.append(preprocess_images(run, spec))
+            for name, data in run:  # one by one: an error names its file
+                try:
+                    parts.append(preprocess_images([data], spec))
+                except errors.InvalidArgument as exc:
+                    raise errors.InvalidArgument(f"{name}: {exc.message.removeprefix('Image 0: ')}",
+                                                 field=exc.field) from None
             run.clear()
 
     for path, row in zip(paths, rows, strict=True):
         if int(row) == NO_ROW:
-            run.append(_read(str(path)))
+            run.append((str(path), _read(str(path))))
         else:
             flush()
             if path not in batches:
@@ -184,10 +189,19 @@ def _from_bytes(data: bytes) -> np.ndarray:
 
 
 def decode_batch(batch: dict, spec=None) -> dict:
-    """Ray Data stage: rows {shard, paths, rows[, labels]} -> {shard, x (an .npy blob)[, labels]}."""
-    out = {"shard": np.asarray(batch["shard"], np.int64),
-           "x": np.array([_to_bytes(decode_shard(list(p), list(r), spec))
-                          for p, r in zip(batch["paths"], batch["rows"], strict=True)], dtype=object)}
+    """Ray Data stage: rows {shard, paths, rows[, labels]} -> {shard, x (an .npy blob), error[, labels]}.
+    A user's mistake (an unreadable image, one of another size) travels as `error`, a sentence
+    naming the file, which the driver raises (Ray would carry only the text of an exception)."""
+    blobs, problems = [], []
+    for paths, rows in zip(batch["paths"], batch["rows"], strict=True):
+        try:
+            blobs.append(_to_bytes(decode_shard(list(paths), list(rows), spec)))
+            problems.append("")
+        except errors.InspectorError as exc:
+            blobs.append(b"")
+            problems.append(str(exc))
+    out = {"shard": np.asarray(batch["shard"], np.int64), "x": np.array(blobs, dtype=object),
+           "error": np.array(problems, dtype=object)}
     if "labels" in batch:
         out["labels"] = batch["labels"]
     return out
@@ -215,7 +229,7 @@ class AuditWorker:
         self.access = OrtModelAccess(self.model, chosen, sessions=SessionCache(intra_op_threads=threads),
                                      source=Path(model_path))
         self.tensors, self.name, self.batch_size, self.faults = tensors, name, batch_size, list(faults)
-        self.busy_s, self.ready = 0.0, time.time()  # when this worker could take its first shard
+        self.busy_s, self.cpu_s, self.ready = 0.0, 0.0, time.time()  # when this worker could take its first shard
 
     def _memo(self, key: tuple, compute):
         """The session's memo, except which tensors need centred sums: found anew per shard, so a
@@ -249,15 +263,24 @@ class AuditWorker:
         return run.to_dict()
 
     def __call__(self, batch: dict) -> dict:
-        t0 = time.perf_counter()
-        states = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        states, problems = [], list(batch["error"])
         labels = batch.get("labels")
         for i, (shard, blob) in enumerate(zip(batch["shard"], batch["x"], strict=True)):
             shard_labels = None if labels is None else np.asarray(labels[i], np.int64)
-            states.append(json.dumps(self.audit_shard(int(shard), _from_bytes(blob), shard_labels)))
+            state = ""
+            if not problems[i]:
+                try:
+                    state = json.dumps(self.audit_shard(int(shard), _from_bytes(blob), shard_labels))
+                except errors.InspectorError as exc:  # to the driver, which raises it
+                    problems[i] = str(exc)
+            states.append(state)
         self.busy_s += time.perf_counter() - t0
+        self.cpu_s += time.process_time() - c0
         return {"shard": np.asarray(batch["shard"], np.int64), "state": np.array(states, dtype=object),
-                "busy_s": np.full(len(states), self.busy_s), "pid": np.full(len(states), os.getpid()),
+                "error": np.array(problems, dtype=object),
+                "busy_s": np.full(len(states), self.busy_s),
+                "cpu_s": np.full(len(states), self.cpu_s), "pid": np.full(len(states), os.getpid()),
                 "ready": np.full(len(states), self.ready), "finished": np.full(len(states), time.time())}
 
 
@@ -271,6 +294,7 @@ class RayAuditResult:
     shards: int
     seconds: float  # from the first Ray Data stage to the merged report
     worker_busy_s: dict[int, float]  # per worker process: seconds spent auditing shards
+    worker_cpu_s: dict[int, float]  # per worker process: CPU seconds it got meanwhile
     first_ready_s: float  # seconds until the first worker held its session (Ray's fixed costs)
     audit_s: float  # from then until the last shard came back: the steady part of the run
 
@@ -354,12 +378,17 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     merged = AuditRun(model, tensors, name=name)
     pending: dict[int, str] = {}
     busy: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     ready, finished = math.inf, start
     done = seen = 0
     for row in ds.iter_rows():
         shard = int(row["shard"])
+        if row["error"]:
+            raise errors.InvalidArgument(f"shard {shard} (images {cuts[shard][0]}..{cuts[shard][1] - 1}): "
+                                         f"{row['error']}")
         pending[shard] = row["state"]
         busy[int(row["pid"])] = max(busy.get(int(row["pid"]), 0.0), float(row["busy_s"]))
+        cpu[int(row["pid"])] = max(cpu.get(int(row["pid"]), 0.0), float(row["cpu_s"]))
         ready, finished = min(ready, float(row["ready"])), max(finished, float(row["finished"]))
         while done in pending:  # a fixed merge order: the same report on every run
             merged.merge(AuditRun.from_dict(model, json.loads(pending.pop(done)), name=name))
@@ -371,7 +400,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
         raise errors.InspectorError(f"the Ray audit returned {done} of {len(cuts)} shards")
     report = merged.result()
     return RayAuditResult(report, merged.aggregator.images, len(cuts), time.perf_counter() - t0, busy,
-                          ready - start, finished - ready)
+                          cpu, ready - start, finished - ready)
 
 
 # --- the command line -----------------------------------------------------------------------

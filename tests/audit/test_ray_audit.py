@@ -206,6 +206,20 @@ def test_cli_engine_reads_a_folder_of_images_and_writes_the_report(ray_cluster, 
     assert "36 images" in capsys.readouterr().out
 
 
+def test_an_unreadable_image_is_named_in_the_error(ray_cluster, planted_file, tmp_path, capsys):
+    from inspector.audit.ray_engine import run_ray_audit
+
+    rng = np.random.default_rng(2)
+    for i in range(9):
+        (tmp_path / f"img{i}.png").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+    (tmp_path / "img4.png").write_bytes(b"not a picture")
+    args = argparse.Namespace(model=str(planted_file), images=[str(tmp_path / "*.png")], out=str(tmp_path / "out"),
+                              layers=None, labels=None, batch_size=8, address=None, workers=1, store=None)
+    assert run_ray_audit(args) == 2
+    assert f"{tmp_path / 'img4.png'}: The bytes are not an image" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
 def test_a_model_from_a_local_store_with_its_preprocessing(tmp_path, planted_file):
     from inspector.audit.ray_engine import _stored_model
     from inspector.store.model_store import ModelStore
