@@ -204,7 +204,7 @@ def test_drag_and_drop_upload(page, inspector_http):
     page.wait_for_selector("#model-table a.open:text-is('dropped')")
 
 
-def test_a_corrupt_upload_shows_the_servers_message(page, inspector_http, tmp_path):
+def test_a_corrupt_upload_shows_the_servers_message(page, inspector_http, cnn, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not an onnx model")
     page.goto(inspector_http.http.url + "/app/")
@@ -214,6 +214,13 @@ def test_a_corrupt_upload_shows_the_servers_message(page, inspector_http, tmp_pa
     assert error.inner_text().startswith("INVALID_ARGUMENT: ")
     page.wait_for_selector("#upload-task", state="hidden")
     assert page.locator("#model-table a.open:text-is('junk')").count() == 0
+
+    other = tmp_path / "other.onnx"  # a name another model holds: refused unless "replace" is ticked
+    other.write_bytes(harness.small_cnn_bytes(9))
+    page.fill("#upload-name", "cnn")
+    page.set_input_files("#upload-file", str(other))
+    page.wait_for_selector("#upload-error:text('FAILED_PRECONDITION: ')")
+    assert "cnn" in page.inner_text("#upload-error")
 
 
 def test_search_zoom_pan_and_load_time_of_a_resnet50_sized_graph(page, inspector_http):

@@ -93,6 +93,7 @@ window.addEventListener("hashchange", route);
 // ---- the model list -----------------------------------------------------------------------------
 async function listPage() {
   $("#crumb").textContent = "";
+  $("#crumb").title = "";
   document.title = "inspector";
   main.innerHTML = `
     <section class="models">
@@ -101,6 +102,7 @@ async function listPage() {
         <p>Drop an <b>.onnx</b> file here, or
           <label class="button">choose a file<input id="upload-file" type="file" accept=".onnx,application/octet-stream" hidden></label></p>
         <label>Name <input id="upload-name" placeholder="the file's name"></label>
+        <label title="move the name from the model that holds it"><input id="upload-replace" type="checkbox"> replace a model of that name</label>
       </div>
       <div id="upload-task" class="task" hidden></div>
       <p id="upload-error" class="error" role="alert" hidden></p>
@@ -132,7 +134,8 @@ async function refreshModels() {
     const { models, quarantined } = await getJSON("/models");
     body.innerHTML = models.map((m) => `
       <tr data-id="${esc(m.id)}">
-        <td><a href="#/model/${encodeURIComponent(m.id)}" class="open">${esc(m.name || "(unnamed)")}</a></td>
+        <td><a href="#/model/${encodeURIComponent(m.name && !m.name.includes("/") ? m.name : m.id)}" class="open">${esc(m.name || "(unnamed)")}</a>${(m.names || [])
+          .filter((n) => n !== m.name).map((n) => ` <a href="#/model/${encodeURIComponent(n)}" class="alias">${esc(n)}</a>`).join("")}</td>
         <td class="mono" title="${esc(m.id)}">${esc(m.id.slice(0, 12))}</td>
         <td class="num">${(m.size_bytes / 1024).toFixed(1)} KiB</td>
         <td class="mono">${(m.inputs || []).map((t) => `${esc(t.name)} ${esc(shapeText(t.shape))}`).join("<br>")}</td>
@@ -168,7 +171,8 @@ async function uploadModel(file) {
   const task = startTask($("#upload-task"), `Uploading ${file.name}`, () => job && job.abort());
   const seen = { file: file.name, progress: [] };
   (timings.uploads ||= []).push(seen);
-  job = upload(`/models?name=${encodeURIComponent(name)}`, file, (f) => {
+  const replace = $("#upload-replace").checked ? "&replace=true" : "";
+  job = upload(`/models?name=${encodeURIComponent(name)}${replace}`, file, (f) => {
     seen.progress.push(f);
     task.progress(f, f < 1 ? `Uploading ${file.name}: ${(100 * f).toFixed(0)} %` : `Checking ${file.name}…`);
   });
@@ -199,6 +203,8 @@ async function modelPage(id) {
   }
   const tFetched = performance.now();
   const name = info.name || info.id.slice(0, 12);
+  const aliases = (info.names || []).filter((n) => n !== name);
+  $("#crumb").title = aliases.length ? `also known as ${aliases.join(", ")}` : "";
   document.title = `${name} · inspector`;
   $("#crumb").innerHTML = `› <span>${esc(name)}</span>`;
   main.innerHTML = `
@@ -304,7 +310,8 @@ async function modelPage(id) {
     </section>
   </div>`;
 
-  const state = { info, id: info.id, selected: null, fm: null, ex: null, exResult: null, predictions: null, methods: [] };
+  // calls go to the reference the page was opened with: a name brings its own preprocessing
+  const state = { info, id: encodeURIComponent(id), selected: null, fm: null, ex: null, exResult: null, predictions: null, methods: [] };
   const layerByName = new Map(info.layers.map((l) => [l.name, l]));
 
   // graph
