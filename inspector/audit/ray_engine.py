@@ -217,6 +217,7 @@ class AuditWorker:
 
     def __init__(self, model_path: str, tensors: Sequence[str] | None, name: str, providers: Sequence[str],
                  threads: int | None, batch_size: int, faults: Sequence[dict] = ()) -> None:
+        self.started = time.time()  # the actor's process is up; imports and the model load follow
         import onnx
         import onnxruntime as ort
 
@@ -281,7 +282,8 @@ class AuditWorker:
                 "error": np.array(problems, dtype=object),
                 "busy_s": np.full(len(states), self.busy_s),
                 "cpu_s": np.full(len(states), self.cpu_s), "pid": np.full(len(states), os.getpid()),
-                "ready": np.full(len(states), self.ready), "finished": np.full(len(states), time.time())}
+                "started": np.full(len(states), self.started), "ready": np.full(len(states), self.ready),
+                "finished": np.full(len(states), time.time())}
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -295,7 +297,8 @@ class RayAuditResult:
     seconds: float  # from the first Ray Data stage to the merged report
     worker_busy_s: dict[int, float]  # per worker process: seconds spent auditing shards
     worker_cpu_s: dict[int, float]  # per worker process: CPU seconds it got meanwhile
-    first_ready_s: float  # seconds until the first worker held its session (Ray's fixed costs)
+    first_started_s: float  # seconds until the first worker's process ran its constructor
+    first_ready_s: float  # seconds until the first worker had loaded the model (Ray's fixed costs)
     audit_s: float  # from then until the last shard came back: the steady part of the run
 
 
@@ -336,7 +339,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
 
     if not ray.is_initialized():
         raise errors.FailedPrecondition("connect to a Ray cluster first (ray.init)")
-    model_path = str(Path(model_path).resolve()) if not _is_uri(str(model_path)) else str(model_path)
+    model_path = str(Path(model_path).resolve())  # workers open it by this path
     model = onnx.load(model_path)
     name = name or Path(model_path).stem
     items = (list(sources) if all(isinstance(s, Item) for s in sources)
@@ -363,9 +366,6 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
         worker_cpus = max(0.05, min(1.0, (float(resources.get("CPU", 1)) - decode_cpus) / max(1, workers)))
     if providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpus else ["CPUExecutionProvider"]
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.verbose_progress = False
     t0, start = time.perf_counter(), time.time()
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(decode_batch, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
@@ -379,7 +379,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     pending: dict[int, str] = {}
     busy: dict[int, float] = {}
     cpu: dict[int, float] = {}
-    ready, finished = math.inf, start
+    started, ready, finished = math.inf, math.inf, start
     done = seen = 0
     for row in ds.iter_rows():
         shard = int(row["shard"])
@@ -389,7 +389,8 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
         pending[shard] = row["state"]
         busy[int(row["pid"])] = max(busy.get(int(row["pid"]), 0.0), float(row["busy_s"]))
         cpu[int(row["pid"])] = max(cpu.get(int(row["pid"]), 0.0), float(row["cpu_s"]))
-        ready, finished = min(ready, float(row["ready"])), max(finished, float(row["finished"]))
+        started, ready = min(started, float(row["started"])), min(ready, float(row["ready"]))
+        finished = max(finished, float(row["finished"]))
         while done in pending:  # a fixed merge order: the same report on every run
             merged.merge(AuditRun.from_dict(model, json.loads(pending.pop(done)), name=name))
             seen += cuts[done][1] - cuts[done][0]
@@ -400,7 +401,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
         raise errors.InspectorError(f"the Ray audit returned {done} of {len(cuts)} shards")
     report = merged.result()
     return RayAuditResult(report, merged.aggregator.images, len(cuts), time.perf_counter() - t0, busy,
-                          cpu, ready - start, finished - ready)
+                          cpu, started - start, ready - start, finished - ready)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -493,16 +494,16 @@ def pictures(model_path: str, preprocess: dict | None, items: Sequence[Item], la
 
 
 def _connect(address: str | None) -> bool:
-    """ray.init for the CLI; True when this call started Ray (and so should shut it down)."""
+    """ray.init for the CLI: the cluster at `address` (auto, ray://HOST:10001), else a new local
+    one; True when this call connected (ray.shutdown then only disconnects from a cluster)."""
     import ray
 
     if ray.is_initialized():
         return False
-    options = {"include_dashboard": False, "log_to_driver": False}
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(**options)
+        ray.init(include_dashboard=False, log_to_driver=False)
     return True
 
 
@@ -539,6 +540,8 @@ def run_ray_audit(args) -> int:
         started = _connect(getattr(args, "address", None))
         try:
             import ray
+
+            ray.data.DataContext.get_current().enable_progress_bars = False  # ours: one line a second
 
             worker_cpus = getattr(args, "worker_cpus", None)
             workers = args.workers or max(1, int(float(ray.cluster_resources().get("CPU", 1)) - DECODE_CPUS))
