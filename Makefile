@@ -17,7 +17,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/inspector demo --out demo-out
 
-test: setup
+# the browser tests drive Debian's Chromium through Playwright (no browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup chromium
 	$(PY) -m pytest
 	$(VENV)/bin/ruff check .
 	$(MAKE) node-test
@@ -26,7 +32,10 @@ test: setup
 node-test: setup
 	cd clients/node && npm ci --no-audit --no-fund --silent && npm test
 
+screenshots: setup
+	$(PY) scripts/screenshots.py
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 
-.PHONY: setup demo test bench node-test
+.PHONY: setup demo test bench node-test screenshots chromium

@@ -9,6 +9,7 @@ gRPC status names and messages.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -310,8 +311,16 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
                 if held is not None:
                     held.leave()
 
+        async def watch() -> None:  # the client leaving is seen even while no event is due
+            while not gone.is_set():
+                if await request.is_disconnected():
+                    gone.set()
+                    return
+                await asyncio.sleep(0.2)
+
         async def send():
             threading.Thread(target=drive, name="http-stream", daemon=True).start()
+            watcher = asyncio.ensure_future(watch())
             try:
                 while True:
                     event = await run_in_threadpool(_next_event, events, gone)
@@ -320,6 +329,7 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
                     yield event
             finally:
                 gone.set()
+                watcher.cancel()
 
         return StreamingResponse(send(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
