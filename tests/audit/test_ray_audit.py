@@ -180,6 +180,24 @@ def test_sources_folder_glob_list_and_npy(tmp_path, planted_npy):
         resolve_sources([str(tmp_path / "missing.png")])
 
 
+def test_uri_sources_are_listed_and_read_through_pyarrow(tmp_path):
+    """s3:// and gs:// go the way file:// goes here: pyarrow's file systems list and read them."""
+    from inspector.audit.ray_engine import Item, _input_spec, decode_shard, resolve_sources
+    from inspector.imaging.preprocess import preprocess_images
+
+    rng = np.random.default_rng(3)
+    pngs = [_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    (tmp_path / "sub").mkdir()
+    for i, data in enumerate(pngs):
+        (tmp_path / ("sub" if i else "") / f"{i}.png").write_bytes(data)
+    items = resolve_sources([f"file://{tmp_path}"])
+    assert items == [Item(f"file://{tmp_path}/0.png"), Item(f"file://{tmp_path}/sub/1.png"),
+                     Item(f"file://{tmp_path}/sub/2.png")]
+    spec = _input_spec(planted_model(), None)
+    x = decode_shard([i.path for i in items], [i.row for i in items], spec)
+    np.testing.assert_array_equal(x, preprocess_images(pngs, spec))
+
+
 def test_cli_engine_reads_a_folder_of_images_and_writes_the_report(ray_cluster, planted_file, tmp_path, capsys):
     """run_ray_audit over a folder of PNGs (decoded with the model's preprocessing on Ray):
     report.json and report.html, equal to a single-process audit of the same images."""
