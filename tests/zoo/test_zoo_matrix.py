@@ -62,7 +62,7 @@ def _params():
 def test_cell(client, zoo, fixture, capability):
     refusal = zm.EXPECTED_REFUSALS.get((fixture, capability))
     if refusal is None:
-        zm.run_cell(client, zoo, fixture, capability)
+        zm.run_known(client, zoo, fixture, capability)
         return
     code, fragment, _reason = refusal
     with pytest.raises(grpc.RpcError) as err:

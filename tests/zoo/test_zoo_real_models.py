@@ -47,4 +47,4 @@ def real(server):
 
 @pytest.mark.parametrize(("name", "capability"), _params())
 def test_real_cell(client, real, name, capability):
-    zm.run_cell(client, real, name, capability)
+    zm.run_known(client, real, name, capability)

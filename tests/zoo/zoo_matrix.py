@@ -307,7 +307,8 @@ def load_all(client, server, names: list[str] | None = None, entries: list[dict]
             root = Path(server.model_root)
             for f in (e["file"], e["data_file"]):
                 shutil.copyfile(ZOO / f, root / f)
-            client.load_model(server_path=str(root / e["file"]), name=fx.server_name)
+            client.load_model(server_path=str(root / e["file"]), name=fx.server_name,
+                              preprocess=e.get("preprocess"))
         else:
             client.load_model((ZOO / e["file"]).read_bytes(), name=fx.server_name,
                               preprocess=e.get("preprocess"))
@@ -577,6 +578,24 @@ def run_cell(client, loaded: dict[str, Fixture], fixture: str, capability: str) 
         twin = loaded.get(FLOAT_TWIN.get(fixture, ""))
         return cell_gradients(client, fx, twin)
     return CELLS[capability](client, fx)
+
+
+def run_known(client, loaded, fixture, capability):
+    """Run a cell; a listed known failure comes out as a short AssertionError raised here, so
+    pytest formats no traceback through grpc's threads (formatting one has crashed CPython
+    3.11.7's ast.parse with "AST constructor recursion depth mismatch", an INTERNALERROR)."""
+    if (fixture, capability) not in KNOWN_FAILURES:
+        run_cell(client, loaded, fixture, capability)
+        return
+    try:
+        run_cell(client, loaded, fixture, capability)
+    except grpc.RpcError as err:
+        message = f"{err.code().name}: {err.details()}"
+    except AssertionError as err:
+        message = str(err)
+    else:
+        return
+    raise AssertionError(f"known failure: {message}")
 
 
 def check_refusal(err: grpc.RpcError, fixture: str, capability: str) -> str | None:
