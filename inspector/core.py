@@ -26,7 +26,6 @@ from inspector_client.types import (
     Weights,
 )
 
-from inspector import errors
 from inspector.config import InspectorConfig
 from inspector.inputs import InputData, PreparedInput, as_input
 from inspector.models import LoadedModel, OpenModels
@@ -259,12 +258,8 @@ class Inspector:
 
         loaded = self.models.get(ref)
 
-        def prepare(batch) -> np.ndarray:
-            prepared = self.models.prepare(loaded, as_input(batch, preprocess))
-            if prepared.others:
-                raise errors.InvalidArgument("audits take the image input only; a model with several "
-                                             "inputs is audited through its image input alone", field="batch")
-            return prepared.x
+        def prepare(batch) -> PreparedInput:
+            return self.models.prepare(loaded, as_input(batch, preprocess))
 
         gen = run(loaded.access, loaded.name or loaded.id[:12], prepare, batches, layers=layers,
                   labels=labels, resume_state=resume_state, checkpoint_every=checkpoint_every,

@@ -3,6 +3,7 @@ a checkpoint every k batches, then the AuditReport (without model metadata)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Generator, Iterable, Sequence
 
@@ -12,12 +13,13 @@ from inspector_client.types import CHECKPOINT, AuditReport, Progress
 from inspector import errors
 
 
-def run(access, name: str, prepare: Callable[[object], np.ndarray], batches: Iterable, *,
+def run(access, name: str, prepare: Callable[[object], object], batches: Iterable, *,
         layers: Sequence[str] | None = None, labels: Sequence[int] | None = None,
         resume_state: bytes | None = None, checkpoint_every: int = 0,
         columnar: bool = False) -> Generator[Progress, None, AuditReport]:
-    """`prepare` turns one batch as given into the model's input array. `columnar`: per-channel
-    statistics as arrays (AuditRun.result_columns), not JSON objects."""
+    """`prepare` turns one batch as given into the model's input (an array, or an
+    inputs.PreparedInput whose other inputs are held while the batch folds). `columnar`:
+    per-channel statistics as arrays (AuditRun.result_columns), not JSON objects."""
     from inspector.audit.audit import AuditRun, fold_batch
     from inspector.graph.select import resolve_tensors
 
@@ -35,14 +37,16 @@ def run(access, name: str, prepare: Callable[[object], np.ndarray], batches: Ite
     seen, total = 0, 0 if labels is None else len(labels)
     for i, batch in enumerate(batches):
         access.check_cancelled()
-        x = prepare(batch)
+        prepared = prepare(batch)
+        x, others = (prepared, {}) if isinstance(prepared, np.ndarray) else (prepared.x, prepared.others)
         batch_labels = None
         if labels is not None:
             if seen + len(x) > len(labels):
                 raise errors.InvalidArgument(f"{len(labels)} labels were given but image {seen + len(x)} "
                                              "arrived; give one label per image", field="labels")
             batch_labels = labels[seen:seen + len(x)]
-        fold_batch(access, audit, x, batch_labels)
+        with access.holding(others) if others else contextlib.nullcontext():
+            fold_batch(access, audit, x, batch_labels)
         seen += len(x)
         previews = {}
         if checkpoint_every and (i + 1) % checkpoint_every == 0:

@@ -81,27 +81,96 @@ def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str 
 
 
 def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = None) -> str:
-    """The last tensor with spatial extent (4-D, H and W > 1) on the way to the first output.
+    """The last feature map on the way from the image input to the first output.
 
-    That is the layer before the global pooling / flatten, as pytorch-grad-cam's usual choice
-    (ResNet's layer4[-1]); symbolic H, W count as spatial.
+    A feature map is a 4-D tensor with spatial extent and more than one channel (the layer before
+    the global pooling / flatten, as pytorch-grad-cam's usual choice: ResNet's layer4[-1]; symbolic
+    H, W count as spatial), or, for vision transformers, the token output of a residual block
+    ([N, tokens, C] whose tokens form the patch grid, the input of the last attention) when one
+    comes later. Its leading dim must be
+    the image's batch, and it must depend on the image input (a siamese model's other branch does not).
     """
+    from inspector.graph.info import image_first
+    from inspector.methods.layouts import grid_for
+
     if not model.graph.output:
         raise InvalidArgument("the model has no outputs", field="layers")
     needed = ancestors(model, model.graph.output[0].name)
     shapes = tensor_shapes(model, input_shape)
     inits = {i.name for i in model.graph.initializer}
-    image = next((shapes.get(i.name) for i in model.graph.input if i.name not in inits), None)
+    inputs = image_first(model, [i.name for i in model.graph.input if i.name not in inits])
+    if not inputs:
+        raise InvalidArgument("the model has no inputs", field="layers")
+    downstream = descendants(model, inputs[0])
+    image = shapes.get(inputs[0])
     batch = graph_batch_axes(model)  # an LSTM's Y [T, dirs, N, hidden] is 4-D but not a feature map
-    chosen = None
+    size = _image_size(image)
+
+    declared = next((i.type.tensor_type.shape.dim[0] for i in model.graph.input
+                     if i.name == inputs[0] and len(i.type.tensor_type.shape.dim)), None)
+    fixed = declared.dim_value if declared is not None and declared.HasField("dim_value") else None
+
+    def leads_with_batch(shape) -> bool:
+        """Dim 0 is the batch: the image's (or a fixed-batch export's own batch size)."""
+        first, lead = shape[0], image[0] if image else None
+        if isinstance(first, int) and isinstance(lead, int):
+            return first in (lead, fixed)
+        if softmaxes and isinstance(lead, int):  # attention models fold windows into dim 0: know it
+            return False
+        return not (isinstance(first, str) and isinstance(lead, str) and first != lead)
+
+    outputs = {o.name for o in model.graph.output}  # the output itself is what is explained
+    # A transformer's last blocks reach the class token only; the input of the last attention
+    # carries a gradient on every patch token (pytorch-grad-cam's blocks[-1].norm1).
+    softmaxes = [n.output[0] for n in model.graph.node if n.op_type == "Softmax" and n.output[0] in downstream]
+    attended = ancestors(model, softmaxes[-1]) if softmaxes else None
+    attention = descendants(model, softmaxes[0]) if softmaxes else None
+    chosen = token = None
     for node in model.graph.node:
         for out in node.output:
-            if out in needed and _spatial(shapes.get(out), image) and batch.get(out, (0,)) in ((0,), ()):
-                chosen = out
+            if out not in needed or out not in downstream or out in outputs:
+                continue
+            shape = shapes.get(out)
+            if shape is None or len(shape) < 3 or not leads_with_batch(shape) \
+                    or batch.get(out, (0,)) not in ((0,), ()):
+                continue
+            if _spatial(shape, image) and shape[1] != 1:
+                if not (attention and out in attention):  # not [N, heads, T, d] inside attention
+                    chosen = out
+            elif (node.op_type == "Add" and len(shape) == 3 and isinstance(shape[1], int) and size
+                  and grid_for(shape[1], size) is not None and (attended is None or out in attended)):
+                token = out  # a transformer block's token output, before the last attention
+    chosen = token or chosen
     if chosen is None:
-        raise InvalidArgument("found no 4-D tensor with spatial extent before the first output; "
-                              "name the layer to explain explicitly", field="layers")
+        raise InvalidArgument("found no feature map (a 4-D tensor with spatial extent, or a transformer's "
+                              "token output) between the image input and the first output; name the layer "
+                              "to explain with `layers`", field="layers")
     return chosen
+
+
+def _image_size(image) -> tuple[int, int] | None:
+    """(H, W) of an image input shape when both are fixed."""
+    if image is None or len(image) != 4:
+        return None
+    hw = image[1:3] if image[3] in (1, 3) and image[1] not in (1, 3) else image[2:]
+    return (hw[0], hw[1]) if all(isinstance(d, int) and d > 0 for d in hw) else None
+
+
+def descendants(model: onnx.ModelProto, tensor: str) -> set[str]:
+    """Names of the tensors that depend on `tensor` (itself included)."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for node in consumers.get(t, ()):
+            todo.extend(o for o in node.output if o)
+    return seen
 
 
 def check_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:

@@ -35,6 +35,7 @@ from inspector.runtime.sessions import ORT_DTYPES, Session, SessionCache
 log = logging.getLogger(__name__)
 SEED = "\0seed"  # the seed's place among the batch-carrying feeds of backward()
 _HELD: contextvars.ContextVar[dict | None] = contextvars.ContextVar("held_inputs", default=None)  # id -> feeds
+_CHUNK: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("batch_chunk", default=None)
 
 
 class OrtModelAccess:
@@ -162,9 +163,12 @@ class OrtModelAccess:
                 f"give every input by name, e.g. x = {{'{self.input_name}': image, '{absent[0]}': array}}",
                 field="input")
         rows = None if image is None or image.ndim == 0 else len(image)
+        chunk = _CHUNK.get()
         out = {}
         for name in missing:
             v = np.asarray(held[name])
+            if chunk is not None and v.ndim and len(v) == chunk[0] > 1:  # one row per image: this run's rows
+                v = batching.pad_rows(np.ascontiguousarray(v[chunk[1]:chunk[2]]), chunk[3])
             dims = self._shapes.get(name) or ()
             batched = bool(dims) and not isinstance(dims[0], int)  # a symbolic leading dim
             if rows is not None and batched and v.ndim and len(v) != rows:
@@ -218,6 +222,11 @@ class OrtModelAccess:
 
     def _splits(self, x: np.ndarray) -> bool:
         """Whether a run on x must be split into runs of the fixed batch (after the one check)."""
+        held = (_HELD.get() or {}).get(id(self), {})
+        if self._batch is not None and len(x) not in (0, self._batch) and any(
+                np.ndim(v) and len(v) == len(x) > 1 and isinstance((self._shapes.get(k) or (None,))[0], int)
+                for k, v in held.items()):
+            return True  # other inputs with a row per image keep their fixed batch: split them alongside
         if self._batch is None or len(x) == self._batch or len(x) == 0 or not self._may_free:
             return self._batch is not None and len(x) not in (0, self._batch)
         with self._free_lock:
@@ -230,20 +239,35 @@ class OrtModelAccess:
         once stacked through the freed copy; the freed copy is used if it agrees."""
         self.free_checks += 1
         b = self._batch
-        rows = np.ascontiguousarray(x[np.arange(b) % len(x)])
+        held = (_HELD.get() or {}).get(id(self), {})
+        if any(np.ndim(v) and len(v) == len(x) > 1 for v in held.values()):
+            return False  # other inputs with a row per image: keep the export's batch and split
+        rows = self._declared_dtype(np.ascontiguousarray(x[np.arange(b) % len(x)]))
         halves = [rows, np.ascontiguousarray(np.flip(rows, axis=-1))]
         plain = self._sessions.get((*self._key, "expose", (), False), self._plain(False), self._providers)
-        singles = [plain.run({self.input_name: h}) for h in halves]
+        singles = [self._run(plain, {self.input_name: h}, None) for h in halves]  # held inputs too
         try:
             freed = self._sessions.get((*self._key, "freed", "expose", (), False), self._plain(True),
                                        self._providers)
-            why = batching.agree(freed.run({self.input_name: np.concatenate(halves)}), *singles)
+            why = batching.agree(self._run(freed, {self.input_name: np.concatenate(halves)}, None), *singles)
         except Exception as exc:  # a model that does not run freed (a Reshape to [1, -1], ...)
             why = f"{type(exc).__name__}: {exc}"
         if why is not None:
             log.info("the model's batch of %d stays fixed (runs are split): %s", b, why)
             self._sessions.evict((*self._key, "freed"))
         return why is None
+
+    def _declared_dtype(self, x: np.ndarray) -> np.ndarray:
+        """x as the image input's declared type (float values for an integer input rounded and
+        clipped, as a gradient run's straight-through Cast takes them)."""
+        elem = next((i.type.tensor_type.elem_type for i in self._model.graph.input if i.name == self.input_name), 0)
+        if not elem:
+            return x
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+        if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x), info.min, info.max).astype(dtype)
+        return x.astype(dtype, copy=False)
 
     def _leading(self) -> dict[str, int | str | None]:
         """Dim 0 of every tensor shape inference knows, from the original model."""
@@ -274,7 +298,11 @@ class OrtModelAccess:
         for start, stop, pad in batching.chunks(n, b):
             chunk = {k: batching.pad_rows(np.ascontiguousarray(v[start:stop]), pad, zero=k == SEED)
                      for k, v in feeds.items()}
-            parts.append((run(chunk), stop - start))
+            token = _CHUNK.set((n, start, stop, pad))  # held inputs with a row per image follow the split
+            try:
+                parts.append((run(chunk), stop - start))
+            finally:
+                _CHUNK.reset(token)
         return batching.join(parts, b, n, leading=self._leading() if leading is None else leading,
                              constant=constant)
 

@@ -100,3 +100,22 @@ def test_in_process_takes_the_same_dict(loaded, baked):
     exp = core.explain("siamese", {"input_1": A, "input_2": B}, "gradcam", target=0, layers=["relu_a"])
     ref = get_method("gradcam").explain(baked, A, Target(index=(0,)), ["relu_a"])
     np.testing.assert_allclose(exp.heatmap, ref.heatmap, rtol=1e-5, atol=1e-6)
+
+
+def test_audit_holds_the_other_input_too(client, loaded):
+    """Each batch by name; the audit of the image input equals one over the model with the other
+    input baked in."""
+    from inspector.audit.audit import AuditRun
+
+    report = client.audit("siamese", [{"input_1": A, "input_2": B}, {"input_1": A[:1], "input_2": B}])
+    model = siamese(B)
+    run = AuditRun(model, name="ref")
+    access = OrtModelAccess(model)
+    for x in (A, A[:1]):
+        run.update(access.forward(x, fetch=run.tensors), None, batch_size=len(x))
+    ref = run.result()
+    assert report["images"] == 3 == ref["images"]
+    for name, layer in ref["layers"].items():
+        for got, want in zip(report["layers"][name]["channels"], layer["channels"], strict=True):
+            assert abs(got["mean"] - want["mean"]) <= 1e-5 * max(1, abs(want["mean"]))
+            assert got["max"] == pytest.approx(want["max"], rel=1e-6)

@@ -47,31 +47,11 @@ _SSD_LAYER = ("the default CAM layer of SSDlite is the last head conv [1, 18, 1,
               "refused as INVALID_ARGUMENT 'has shape [1, 18, 1, 1] for 1 image(s) and no batch axis "
               "of that size' (its batch axis is there and is 1)")
 
-_VIT_LAYER = ("the default CAM layer of a ViT is an attention-internal tensor [17, N, 2, 16] "
-              "(batch on axis 1), which the CAM then refuses with INVALID_ARGUMENT 'it is not an image "
-              "feature map'; the block's token output [N, 17, 32] is accepted when named")
-_CONVNEXT_LAYER = ("the default CAM layer of ConvNeXt is the classifier's LayerNorm after global "
-                   "pooling ([1, 64, 1, 1]): a 1x1 map, so the heatmap is constant (a named stage "
-                   "output, e.g. the last block's Add [1, 64, 4, 4], gives a real map)")
-_SIAMESE_INPUTS = ("with both inputs given by name (Input.named) the method's extra runs lose input "
-                   "'b': INVALID_ARGUMENT \"missing input 'b'; the model's inputs are 'a', 'b'\"")
-
 # (fixture, capability) -> reason: a real bug found by the matrix, left for the service's owners;
 # the test marks the cell xfail(strict=True), so the cell fails loudly once it is fixed.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    **{(f, m): _VIT_LAYER for f in ("vit", "vit_op14", "vit_dynamo", "vit_dynamic_quant")
-       for m in ("gradcam", "scorecam", "eigencam")},
-    **{(f, m): _CONVNEXT_LAYER for f in ("convnext", "convnext_dynamo") for m in ("gradcam", "scorecam", "eigencam")},
     ("ssdlite", "scorecam"): _SSD_LAYER,
     ("ssdlite", "eigencam"): _SSD_LAYER,
-    ("resnet_uint8", "integrated_gradients"): (
-        "integrated gradients on a uint8-input model feed their float32 path points to the uint8 "
-        "input: INVALID_ARGUMENT \"input 'input' must be uint8, got float32\" (plain gradients work)"),
-    ("siamese", "integrated_gradients"): _SIAMESE_INPUTS,
-    ("siamese", "scorecam"): _SIAMESE_INPUTS,
-    ("siamese", "audit"): ("client.audit cannot send a batch of named inputs (a dict per batch): its request "
-                           "iterator raises TypeError, the call fails with UNKNOWN 'Exception iterating "
-                           "requests!' (the AuditRequest batch is an Input, which has `named`)"),
 }
 
 # float twins: quantized variants were quantized from the same seeded float network

@@ -331,7 +331,7 @@ class InspectorClient:
                 checkpoint_every=checkpoint_every, columnar=True))
             batch: list = []
             for item in images:
-                if isinstance(item, np.ndarray):
+                if isinstance(item, np.ndarray | dict):  # a batch of its own (a dict: inputs by name)
                     yield pb.AuditRequest(batch=_input(item, None))
                     continue
                 batch.append(item)
