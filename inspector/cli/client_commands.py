@@ -248,6 +248,10 @@ def _image_files(patterns: list[str]) -> list[str]:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the handler the command table names (cli.main.COMMANDS) with a connected client."""
+    if getattr(args, "engine", None) == "ray":  # `audit --engine ray`: on a Ray cluster, no server
+        from inspector.audit.ray_engine import run_ray_audit
+
+        return run_ray_audit(args)
     try:
         with _client(args) as c:
             globals()[args.handler](args, c)

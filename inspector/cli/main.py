@@ -77,7 +77,13 @@ COMMANDS = [
       arg("--out", required=True, help="report folder"), arg("--layers", action="append",
                                                            help="layers to audit (default: the main ones)"),
       arg("--labels", help="a file with one integer label per image, in sorted path order"),
-      arg("--batch-size", type=int, default=8, help="images per request")], "audit"),
+      arg("--batch-size", type=int, default=8, help="images per request"),
+      arg("--engine", choices=("server", "ray"), default="server",
+          help="server: through a running server; ray: on a Ray cluster, no server (MODEL is then a "
+               "local .onnx file, or a model id/name in --store); needs inspector[ray]"),
+      arg("--address", help="with --engine ray: the cluster, auto or ray://HOST:10001 (default: a new local one)"),
+      arg("--workers", type=int, help="with --engine ray: audit workers (default: the cluster's CPUs less one)"),
+      arg("--store", help="with --engine ray: a local model store folder that holds MODEL")], "audit"),
 ]
 MODEL_COMMANDS = [
     ("load", "upload a local .onnx file (or --server-path: read on the server)",
