@@ -107,10 +107,13 @@ class Inspector:
     def feature_maps(self, ref: str, x, layers: Sequence[str] | None = None, *, raw: bool = True,
                      png: bool = False, stats: bool = False, float16: bool = False, cmap: str | None = None,
                      normalize: str | None = None, channels: Sequence[int] | None = None,
-                     top_k: int | None = None, preprocess: dict | None = None) -> FeatureMaps:
+                     top_k: int | None = None, label: bool | None = None,
+                     preprocess: dict | None = None) -> FeatureMaps:
         """The chosen tensors (names, node names, op types, "all"; default: the model's main
-        feature layers) for the batch, raw and/or as PNG channel grids and per-channel stats."""
+        feature layers) for the batch, raw and/or as PNG channel grids (`label`: each tile's channel
+        index written on it; `.channels` says which channels each grid shows) and per-channel stats."""
         from inspector.graph.select import resolve_tensors
+        from inspector.imaging.features import grid_channels
         from inspector.imaging.render import channel_stats, render_feature_grid
 
         loaded, prepared = self._prepared(ref, x, preprocess)
@@ -118,7 +121,7 @@ class Inspector:
         names = access.memo(("select", tuple(layers or ())), lambda: resolve_tensors(loaded.model, layers))
         with held(loaded, prepared):
             values = access.forward_exposed(prepared.x, names, float16=float16)
-        render = given(cmap=cmap, normalize=normalize, top_k=top_k,
+        render = given(cmap=cmap, normalize=normalize, top_k=top_k, label=label,
                        channels=tuple(channels) if channels else None)
         result = FeatureMaps(names=list(names), **loaded.meta())
         for name in names:
@@ -126,8 +129,10 @@ class Inspector:
             if raw:
                 result.tensors[name] = t
             if png:
-                result.pngs[name] = [render_feature_grid(np.asarray(t[i], np.float32), **render)
-                                     for i in range(t.shape[0] if t.ndim else 0)]
+                images = [np.asarray(t[i], np.float32) for i in range(t.shape[0] if t.ndim else 0)]
+                result.pngs[name] = [render_feature_grid(image, **render) for image in images]
+                result.channels[name] = [grid_channels(image, render.get("channels"), top_k).tolist()
+                                         for image in images]
             if stats and t.ndim >= 2:
                 result.stats[name] = {k: np.asarray(v) for k, v in channel_stats(t).items()}
         return result

@@ -133,3 +133,35 @@ def test_every_result_type_round_trips_its_wire_form(pair):
             r = r.expanded()
             assert all("channels" in layer for layer in back["layers"].values())
         assert_same(r, back)
+
+
+def test_labelled_grids_say_which_channels_they_show(pair):
+    core, client = pair
+    kw = {"png": True, "raw": True, "top_k": 3, "label": True}
+    ours = core.feature_maps("same", X, ["relu2_out"], **kw)
+    assert_same(ours, client.feature_map_results("same", X, ["relu2_out"], **kw))
+    t = ours.tensors["relu2_out"]
+    for i, shown in enumerate(ours.channels["relu2_out"]):
+        means = t[i].reshape(t.shape[1], -1).mean(axis=1)
+        assert shown == list(np.argsort(-means, kind="stable")[:3])  # the top-3 by mean activation
+    plain = core.feature_maps("same", X, ["relu2_out"], png=True, top_k=3).pngs["relu2_out"][0]
+    labelled = ours.pngs["relu2_out"][0]
+    assert Image.open(io.BytesIO(labelled)).size[0] > Image.open(io.BytesIO(plain)).size[0]  # room for labels
+
+
+def test_show_cam_on_image_draws_on_the_users_own_picture(pair):
+    """The client's helper at the picture's true size; at the model's size it equals the server's overlay."""
+    from inspector_client.overlay import show_cam_on_image
+
+    core, _ = pair
+    png = _png(7)  # 48 x 40, preprocessed to 32 x 32 for the model
+    exp = core.explain("same", [png, png], "gradcam", target=1)
+    mine = show_cam_on_image(png, exp.heatmap[0])
+    assert mine.shape == (40, 48, 3)
+    from inspector.imaging.render import render_overlay
+
+    square = np.asarray(Image.open(io.BytesIO(png)).convert("RGB").resize((32, 32)))
+    server = np.asarray(Image.open(io.BytesIO(render_overlay(square, exp.heatmap[0]))))
+    ours = show_cam_on_image(square, exp.heatmap[0])
+    assert np.abs(ours.astype(int) - server.astype(int)).max() <= 1  # the same jet, the same blend
+    assert show_cam_on_image(png, exp.heatmap[0], png=True).startswith(b"\x89PNG")

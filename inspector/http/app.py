@@ -77,6 +77,7 @@ class FeatureMapsIn(Inputs):
     normalize: str | None = None
     channels: list[int] | None = None
     top_k: int | None = None
+    label: bool = False
 
 
 class WeightsIn(BaseModel):
@@ -387,7 +388,8 @@ def create_app(core: Inspector, *, tokens: tuple[str, ...] = (), gate=None, retr
     async def feature_maps(model: str, body: FeatureMapsIn, item: str | None = None):
         return _answer(await call(core.feature_maps, model, _input(body.input), body.layers, raw=body.raw,
                                   png=body.png, stats=body.stats, float16=body.float16, cmap=body.cmap,
-                                  normalize=body.normalize, channels=body.channels, top_k=body.top_k), item)
+                                  normalize=body.normalize, channels=body.channels, top_k=body.top_k,
+                                  label=body.label or None), item)
 
     @app.post(f"{PREFIX}/models/{{model}}/weights")
     async def weights(model: str, body: WeightsIn, item: str | None = None):

@@ -40,6 +40,13 @@ def normalize_channels(t: np.ndarray, mode: str) -> np.ndarray:
     return v.astype(np.float32, copy=False)
 
 
+def grid_channels(t: np.ndarray, channels: Sequence[int] | None = None, top_k: int | None = None) -> np.ndarray:
+    """The channels a feature grid of one image's map [C, ...] shows, in order (see render_feature_grid)."""
+    t = np.asarray(t)
+    t = t[None] if t.ndim == 2 else t
+    return _select(t[:, None] if t.ndim == 1 else t, channels, top_k)
+
+
 def _select(t: np.ndarray, channels: Sequence[int] | None, top_k: int | None) -> np.ndarray:
     c = t.shape[0]
     if channels is not None and top_k is not None:

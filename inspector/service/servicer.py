@@ -139,7 +139,7 @@ class InspectorServicer(pb_grpc.InspectorServicer):
             _model(request), convert.input_to_domain(request.input), list(request.layers) or None,
             raw=raw, png=request.png, stats=request.stats, float16=request.float16, cmap=r.cmap or None,
             normalize=r.normalize or None, channels=[int(c) for c in r.channels] or None,
-            top_k=r.top_k or None), context)
+            top_k=r.top_k or None, label=r.label or None), context)
 
     @handled
     def Weights(self, request, context):

@@ -214,10 +214,11 @@ class InspectorClient:
     def render_feature_maps(self, model: str, x: Input, layers: Sequence[str] | None = None, *,
                             cmap: str | None = None, normalize: str | None = None,
                             channels: Sequence[int] | None = None, top_k: int | None = None,
-                            image: int = 0, preprocess: dict | None = None) -> dict[str, bytes]:
-        """One PNG channel grid per tensor, for image `image` of the batch."""
+                            image: int = 0, label: bool = False, preprocess: dict | None = None) -> dict[str, bytes]:
+        """One PNG channel grid per tensor, for image `image` of the batch (`label`: channel
+        indices on the tiles; feature_map_results(...).channels says which channels are shown)."""
         res = self.feature_map_results(model, x, layers, png=True, raw=False, cmap=cmap,
-                                       normalize=normalize, channels=channels, top_k=top_k,
+                                       normalize=normalize, channels=channels, top_k=top_k, label=label,
                                        preprocess=preprocess)
         return {name: pngs[image] for name, pngs in res.pngs.items() if image < len(pngs)}
 
@@ -230,13 +231,13 @@ class InspectorClient:
                             raw: bool = True, png: bool = False, stats: bool = False,
                             float16: bool = False, cmap: str | None = None, normalize: str | None = None,
                             channels: Sequence[int] | None = None, top_k: int | None = None,
-                            preprocess: dict | None = None) -> FeatureMaps:
+                            label: bool = False, preprocess: dict | None = None) -> FeatureMaps:
         """Everything FeatureMaps can return in one call (tensors, pngs, stats)."""
         req = pb.FeatureMapsRequest(
             model=model, input=_input(x, preprocess), layers=_names(layers), raw=raw, png=png,
             stats=stats, float16=float16,
             render=pb.RenderOptions(cmap=cmap or "", normalize=normalize or "", channels=list(channels or ()),
-                                    top_k=top_k or 0))
+                                    top_k=top_k or 0, label=label))
         return FeatureMaps.from_wire(self._result(self._stub.FeatureMaps, req))
 
     def weights(self, model: str, layers: Sequence[str] | None = None) -> Weights:

@@ -204,6 +204,7 @@ class FeatureMaps(Result, _Named):
     pngs: dict[str, list[bytes]] = field(default_factory=dict)  # one channel grid per image
     stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per channel
     names: list[str] = field(default_factory=list)  # the tensors chosen, in order
+    channels: dict[str, list[list[int]]] = field(default_factory=dict)  # per image: the channels each grid shows
     _main = "tensors"
 
     def to_wire(self) -> Wire:
@@ -213,6 +214,8 @@ class FeatureMaps(Result, _Named):
                 w.add("feature", name, self.tensors[name])
             for i, png in enumerate(self.pngs.get(name, ())):
                 w.add("png", f"{name}/{i}", png, PNG)
+            for i, shown in enumerate(self.channels.get(name, ())):
+                w.add("channels", f"{name}/{i}", np.asarray(shown, np.int64))
             for stat, values in self.stats.get(name, {}).items():
                 w.add("stats", f"{name}/{stat}", values)
         return w
@@ -222,7 +225,9 @@ class FeatureMaps(Result, _Named):
         pngs: dict[str, list[bytes]] = {}
         for name, by_index in w.nested("png").items():
             pngs[name] = [by_index[k] for k in sorted(by_index, key=int)]
-        return cls(w.group("feature"), pngs, w.nested("stats"), list(w.info.get("tensors", [])),
+        channels = {name: [[int(c) for c in by_index[k]] for k in sorted(by_index, key=int)]
+                    for name, by_index in w.nested("channels").items()}
+        return cls(w.group("feature"), pngs, w.nested("stats"), list(w.info.get("tensors", [])), channels,
                    **cls._meta(w))
 
 

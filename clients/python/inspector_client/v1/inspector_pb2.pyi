@@ -208,16 +208,18 @@ class InferRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[Input, _Mapping]] = ...) -> None: ...
 
 class RenderOptions(_message.Message):
-    __slots__ = ("cmap", "normalize", "channels", "top_k")
+    __slots__ = ("cmap", "normalize", "channels", "top_k", "label")
     CMAP_FIELD_NUMBER: _ClassVar[int]
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     cmap: str
     normalize: str
     channels: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
-    def __init__(self, cmap: _Optional[str] = ..., normalize: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    label: bool
+    def __init__(self, cmap: _Optional[str] = ..., normalize: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., label: bool = ...) -> None: ...
 
 class FeatureMapsRequest(_message.Message):
     __slots__ = ("model", "input", "layers", "raw", "png", "stats", "float16", "render")
