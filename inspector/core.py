@@ -130,7 +130,8 @@ class Inspector:
                 result.tensors[name] = t
             if png:
                 images = [np.asarray(t[i], np.float32) for i in range(t.shape[0] if t.ndim else 0)]
-                result.pngs[name] = [render_feature_grid(image, **render) for image in images]
+                titled = {"title": name} if label else {}
+                result.pngs[name] = [render_feature_grid(image, **render, **titled) for image in images]
                 result.channels[name] = [grid_channels(image, render.get("channels"), top_k).tolist()
                                          for image in images]
             if stats and t.ndim >= 2:

@@ -147,6 +147,10 @@ def test_labelled_grids_say_which_channels_they_show(pair):
     plain = core.feature_maps("same", X, ["relu2_out"], png=True, top_k=3).pngs["relu2_out"][0]
     labelled = ours.pngs["relu2_out"][0]
     assert Image.open(io.BytesIO(labelled)).size[0] > Image.open(io.BytesIO(plain)).size[0]  # room for labels
+    indices = np.asarray(Image.open(io.BytesIO(labelled)))  # palette indices: a colour bar row runs min..max
+    bar = [row for row in indices if row[2] == 0 and np.all(np.diff(row[2:-2].astype(int)) >= 0)
+           and row[-3] >= 250]
+    assert bar, "no colour bar under the labelled grid"
 
 
 def test_show_cam_on_image_draws_on_the_users_own_picture(pair):

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from inspector.errors import InvalidArgument
 from inspector.imaging.grid import grid_shape, tile, upscale
-from inspector.imaging.palette import GAP_INDEX, INK_INDEX, encode_indexed_png, to_levels
+from inspector.imaging.palette import GAP_INDEX, INK_INDEX, LEVELS, encode_indexed_png, to_levels
 
 LABEL_MIN_TILE = 28  # labelled tiles are enlarged (nearest) to at least this many pixels wide
 
@@ -72,10 +72,11 @@ def _select(t: np.ndarray, channels: Sequence[int] | None, top_k: int | None) ->
 
 def render_feature_grid(t: np.ndarray, *, cmap: str = "viridis", normalize: str = "channel",
                         channels: Sequence[int] | None = None, top_k: int | None = None,
-                        label: bool = False) -> bytes:
+                        label: bool = False, title: str = "") -> bytes:
     """One image's feature map [C,H,W] (or [H,W]) -> palette PNG of channel tiles with 1 px gaps.
 
-    [C] and [C,1,1] render as one strip of C cells, normalized over the layer.
+    [C] and [C,1,1] render as one strip of C cells, normalized over the layer. `label`: each
+    tile's channel index on it, `title` (the layer) above and a colour bar below.
     """
     t = np.asarray(t)
     if t.ndim == 2:
@@ -109,7 +110,31 @@ def render_feature_grid(t: np.ndarray, *, cmap: str = "viridis", normalize: str 
         r, k = divmod(i, cols)
         draw.text((k * (w + 1) + 2, r * (h + 1) + 1), str(int(c)), fill=GAP_INDEX, font=font,
                   stroke_width=1, stroke_fill=INK_INDEX)
-    return encode_indexed_png(image, cmap)
+    return encode_indexed_png(_framed(image, title, "per channel" if normalize == "channel" else "per layer"), cmap)
+
+
+def _framed(grid: Image.Image, title: str, scale: str) -> Image.Image:
+    """The grid with the layer's name above and a colour bar (min .. max, how normalized) below."""
+    width = max(grid.width, 220)
+    font = ImageFont.load_default(size=11)
+    out = Image.new("L", (width, grid.height + 46), GAP_INDEX)
+    draw = ImageDraw.Draw(out)
+    draw.text((2, 2), _fit_text(draw, title, font, width - 4), fill=INK_INDEX, font=font)
+    out.paste(grid, (0, 18))
+    top = grid.height + 22
+    ramp = np.rint(np.linspace(0, LEVELS - 1, width - 4)).astype(np.uint8)
+    out.paste(Image.fromarray(np.repeat(ramp[None], 8, axis=0)), (2, top))
+    draw.text((2, top + 10), "min", fill=INK_INDEX, font=font)
+    draw.text((width - 2, top + 10), "max", fill=INK_INDEX, font=font, anchor="ra")
+    draw.text((width // 2, top + 10), scale, fill=INK_INDEX, font=font, anchor="ma")
+    return out
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """`text`, shortened from the left with an ellipsis to fit `width` pixels."""
+    while text and draw.textlength(text, font=font) > width:
+        text = "…" + text[2:]
+    return text
 
 
 def channel_stats(t: np.ndarray, *, batched: bool | None = None) -> dict[str, np.ndarray]:
