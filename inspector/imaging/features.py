@@ -76,7 +76,7 @@ def render_feature_grid(t: np.ndarray, *, cmap: str = "viridis", normalize: str 
     """One image's feature map [C,H,W] (or [H,W]) -> palette PNG of channel tiles with 1 px gaps.
 
     [C] and [C,1,1] render as one strip of C cells, normalized over the layer. `label`: each
-    tile's channel index on it, `title` (the layer) above and a colour bar below.
+    tile's channel index on it; with a `title` (the layer) also that above and a colour bar below.
     """
     t = np.asarray(t)
     if t.ndim == 2:
@@ -110,7 +110,9 @@ def render_feature_grid(t: np.ndarray, *, cmap: str = "viridis", normalize: str 
         r, k = divmod(i, cols)
         draw.text((k * (w + 1) + 2, r * (h + 1) + 1), str(int(c)), fill=GAP_INDEX, font=font,
                   stroke_width=1, stroke_fill=INK_INDEX)
-    return encode_indexed_png(_framed(image, title, "per channel" if normalize == "channel" else "per layer"), cmap)
+    if title:
+        image = _framed(image, title, "per channel" if normalize == "channel" else "per layer")
+    return encode_indexed_png(image, cmap)
 
 
 def _framed(grid: Image.Image, title: str, scale: str) -> Image.Image:
