@@ -194,7 +194,7 @@ class Inspector:
         with held(loaded, prepared):
             exp = impl.explain(loaded.access, prepared.x, as_target(target), tensors,
                                **{**(params or {}), **more_params})
-        pngs = [render_overlay(prepared.display(i), exp.heatmap[i], **given(cmap=cmap, alpha=alpha))
+        pngs = [render_overlay(*self._overlay_base(prepared, exp.heatmap[i], i), **given(cmap=cmap, alpha=alpha))
                 for i in range(exp.heatmap.shape[0])] if overlay else []
         notes = (_quantized_note(loaded) if impl.uses_gradients else []) + [
             f"image {i}: the heatmap is constant: the method found no evidence for the target here "
@@ -273,6 +273,17 @@ class Inspector:
         return _stamped(gen, loaded)
 
     # ---- internals ----------------------------------------------------------------------
+    @staticmethod
+    def _overlay_base(prepared: PreparedInput, heat: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(picture, heatmap on it): the user's own picture at its true size and aspect when the
+        input came as images, else the input as the model saw it."""
+        if prepared.originals and prepared.spec is not None:
+            from inspector.imaging.preprocess import heat_on_original
+
+            picture = prepared.originals[i]
+            return picture, heat_on_original(heat, prepared.spec, picture.shape[:2])
+        return prepared.display(i), heat
+
     def _prepared(self, ref: str, x, preprocess: dict | None) -> tuple[LoadedModel, PreparedInput]:
         loaded = self.models.get(ref)
         return loaded, self.models.prepare(loaded, as_input(x, preprocess))

@@ -27,6 +27,7 @@ class PreparedInput:
     x: np.ndarray  # the model's input batch
     spec: object | None  # imaging.preprocess.ResolvedSpec (for tensors too, when one resolves)
     others: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # other inputs, held fixed
+    originals: list[np.ndarray] | None = None  # encoded images as decoded: RGB at their own size
 
     def display(self, i: int) -> np.ndarray:
         """Image i in display space (uint8 HxWx3) for overlays; min-max scaled without a spec.
@@ -136,8 +137,9 @@ def prepare_input(inp: InputData, input_info: TensorInfo, stored_spec: dict | No
         raise errors.ResourceExhausted(
             f"batch of {len(inp.images)} images exceeds the limit of {max_batch} per call", field="input")
     spec = resolve_spec(spec_from_dict(spec_dict), input_info)
-    x = preprocess_images(list(inp.images), spec, max_pixels=max_pixels, max_bytes=max_bytes)
-    return PreparedInput(x, spec)
+    originals: list[np.ndarray] = []
+    x = preprocess_images(list(inp.images), spec, max_pixels=max_pixels, max_bytes=max_bytes, originals=originals)
+    return PreparedInput(x, spec, originals=originals)
 
 
 def _with_shape(info: TensorInfo, shape: tuple[int, ...]) -> TensorInfo:

@@ -169,3 +169,23 @@ def test_show_cam_on_image_draws_on_the_users_own_picture(pair):
     ours = show_cam_on_image(square, exp.heatmap[0])
     assert np.abs(ours.astype(int) - server.astype(int)).max() <= 1  # the same jet, the same blend
     assert show_cam_on_image(png, exp.heatmap[0], png=True).startswith(b"\x89PNG")
+
+
+def test_overlays_of_images_are_drawn_on_the_picture_at_its_true_size(pair):
+    core, client = pair
+    exp = client.explain("same", [_png(8)], "gradcam")  # 48 x 40 pictures; the model sees 32 x 32
+    assert Image.open(io.BytesIO(exp.overlay_png[0])).size == (48, 40)
+    tensor_exp = core.explain("same", X, "gradcam")  # a tensor input: the input as the model saw it
+    assert Image.open(io.BytesIO(tensor_exp.overlay_png[0])).size == (32, 32)
+
+
+def test_heat_on_the_original_undoes_the_crop_and_the_resize():
+    from inspector.domain import PreprocessSpec, TensorInfo
+    from inspector.imaging.preprocess import heat_on_original
+    from inspector.imaging.spec import resolve_spec
+
+    spec = resolve_spec(PreprocessSpec(resize=40, crop=(32, 32)), TensorInfo("x", "float32", (1, 3, 32, 32)))
+    heat = heat_on_original(np.ones((32, 32)), spec, (80, 120))  # resized to 40 x 60, cropped at (4, 14)
+    assert heat.shape == (80, 120)
+    assert heat[40, 60] == pytest.approx(1.0) and heat[40, 5] == pytest.approx(0.0)  # outside the crop
+    assert heat[5, 60] == pytest.approx(0.0) and heat[40, 40] == pytest.approx(1.0)

@@ -76,15 +76,19 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec, *, max_pixels: int = 50_000_000,
-                      max_bytes: int = 64 << 20) -> np.ndarray:
-    """Decode and preprocess a batch of encoded images into one input tensor [N, ...]."""
+                      max_bytes: int = 64 << 20, originals: list | None = None) -> np.ndarray:
+    """Decode and preprocess a batch of encoded images into one input tensor [N, ...]; with a list
+    as `originals`, each decoded picture (RGB, its own size) is appended to it."""
     if len(images) == 0:
         raise InvalidArgument("No images were given; send at least one.", field="images")
     tensors: list[np.ndarray] = []
     first_shape: tuple[int, ...] | None = None
     for i, data in enumerate(images):
         try:
-            pixels = _pixels(decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes), spec)
+            decoded = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+            pixels = _pixels(decoded, spec)
+            if originals is not None:
+                originals.append(np.asarray(decoded.convert("RGB")))
         except InvalidArgument as exc:
             raise InvalidArgument(f"Image {i}: {exc.message}", field=exc.field or "images") from exc
         h, w = pixels.shape[:2]
@@ -102,6 +106,21 @@ def preprocess_images(images: Sequence[bytes], spec: ResolvedSpec, *, max_pixels
                 field="preprocess")
         tensors.append(to_tensor(pixels, spec))
     return np.stack(tensors)
+
+
+def heat_on_original(heat: np.ndarray, spec: ResolvedSpec, size: tuple[int, int]) -> np.ndarray:
+    """A heatmap over the model's input [h, w] placed on the original picture of `size` (H, W):
+    undo the center crop (no heat outside it), then the resize."""
+    from inspector.imaging.overlay import resize_map
+
+    heat = np.asarray(heat, np.float64)
+    if spec.crop is not None:
+        rw, rh = resized_size(size[1], size[0], spec.resize) if spec.resize is not None else (size[1], size[0])
+        canvas = np.zeros((rh, rw), np.float64)
+        top, left = int(round((rh - spec.crop[0]) / 2.0)), int(round((rw - spec.crop[1]) / 2.0))
+        canvas[top:top + heat.shape[0], left:left + heat.shape[1]] = heat
+        heat = canvas
+    return resize_map(heat, size) if heat.shape != tuple(size) else heat
 
 
 def to_display(x: np.ndarray, spec: ResolvedSpec) -> np.ndarray:
