@@ -220,7 +220,7 @@ def test_png_blobs_and_small_tensors_stream(shm_server, shm_dir):
     os.unlink(path)
     streamed = [m.item for m in messages if m.HasField("item")]
     assert {(i.group, i.name) for i in _shared(messages)} == {("feature", "conv1_out"), ("feature", "conv2_out")}
-    assert {i.group for i in streamed} == {"feature", "png", "stats"}  # conv3_out, PNGs, statistics
+    assert {i.group for i in streamed} == {"feature", "png", "stats", "channels"}  # conv3_out, PNGs, stats, shown channels
     res = assemble(messages, shm_dir=shm_dir)
     assert all(v.startswith(b"\x89PNG") for v in res.group("png").values())
     del res
