@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import onnx
 
 from inspector.errors import InvalidArgument
@@ -48,14 +49,27 @@ def with_input_shape(model: onnx.ModelProto, shape: Sequence[int]) -> onnx.Model
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
     """Names of the tensors `tensor` depends on (itself included)."""
     producer = {o: n for n in model.graph.node for o in n.output}
-    seen, todo = set(), [tensor]
+    return _reach(tensor, lambda t: producer[t].input if t in producer else ())
+
+
+def descendants(model: onnx.ModelProto, tensor: str) -> set[str]:
+    """Names of the tensors that depend on `tensor` (itself included)."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return _reach(tensor, lambda t: [o for n in consumers.get(t, ()) for o in n.output])
+
+
+def _reach(start: str, step) -> set[str]:
+    """Every tensor reachable from `start` through `step(tensor) -> names` (itself included)."""
+    seen, todo = set(), [start]
     while todo:
         t = todo.pop()
-        if t in seen:
+        if t in seen or not t:
             continue
         seen.add(t)
-        if t in producer:
-            todo.extend(i for i in producer[t].input if i)
+        todo.extend(step(t))
     return seen
 
 
@@ -81,7 +95,16 @@ def _spatial(shape: tuple[int | str | None, ...] | None, image: tuple[int | str 
 
 
 def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = None) -> str:
-    """The last feature map on the way from the image input to the first output.
+    """The last of `layer_candidates`: the transformer's token layer, else the last feature map."""
+    maps, token, _ = layer_candidates(model, input_shape)
+    return token or maps[-1]
+
+
+def layer_candidates(model: onnx.ModelProto, input_shape: Sequence[int] | None = None,
+                     ) -> tuple[list[str], str | None, dict]:
+    """(feature maps in graph order, a transformer's token layer or None, inferred shapes).
+
+    The default CAM layer is the last feature map on the way from the image input to the first output.
 
     A feature map is a 4-D tensor with spatial extent and more than one channel (the layer before
     the global pooling / flatten, as pytorch-grad-cam's usual choice: ResNet's layer4[-1]; symbolic
@@ -125,7 +148,8 @@ def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = No
     softmaxes = [n.output[0] for n in model.graph.node if n.op_type == "Softmax" and n.output[0] in downstream]
     attended = ancestors(model, softmaxes[-1]) if softmaxes else None
     attention = descendants(model, softmaxes[0]) if softmaxes else None
-    chosen = token = None
+    maps: list[str] = []
+    token = None
     for node in model.graph.node:
         for out in node.output:
             if out not in needed or out not in downstream or out in outputs:
@@ -136,16 +160,15 @@ def default_layer(model: onnx.ModelProto, input_shape: Sequence[int] | None = No
                 continue
             if _spatial(shape, image) and shape[1] != 1:
                 if not (attention and out in attention):  # not [N, heads, T, d] inside attention
-                    chosen = out
+                    maps.append(out)
             elif (node.op_type == "Add" and len(shape) == 3 and isinstance(shape[1], int) and size
                   and grid_for(shape[1], size) is not None and (attended is None or out in attended)):
                 token = out  # a transformer block's token output, before the last attention
-    chosen = token or chosen
-    if chosen is None:
+    if not maps and token is None:
         raise InvalidArgument("found no feature map (a 4-D tensor with spatial extent, or a transformer's "
                               "token output) between the image input and the first output; name the layer "
                               "to explain with `layers`", field="layers")
-    return chosen
+    return maps, token, shapes
 
 
 def _image_size(image) -> tuple[int, int] | None:
@@ -154,23 +177,6 @@ def _image_size(image) -> tuple[int, int] | None:
         return None
     hw = image[1:3] if image[3] in (1, 3) and image[1] not in (1, 3) else image[2:]
     return (hw[0], hw[1]) if all(isinstance(d, int) and d > 0 for d in hw) else None
-
-
-def descendants(model: onnx.ModelProto, tensor: str) -> set[str]:
-    """Names of the tensors that depend on `tensor` (itself included)."""
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    seen, todo = set(), [tensor]
-    while todo:
-        t = todo.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        for node in consumers.get(t, ()):
-            todo.extend(o for o in node.output if o)
-    return seen
 
 
 def check_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
@@ -184,9 +190,35 @@ def check_layers(model: onnx.ModelProto, layers: Sequence[str]) -> list[str]:
 
 
 def default_layer_for(access, input_shape: Sequence[int] | None = None) -> str:
-    """default_layer, remembered per input shape by accesses that offer `memo` (shape inference
-    on the whole model is the cost: 10-200 ms a request otherwise)."""
+    """default_layer, remembered per input shape (shape inference on the whole model is the cost:
+    10-200 ms a request otherwise). Where shape inference lost the last maps' sizes (a detector's
+    heads after dynamic resizing), one forward pass of zeros measures them: a map that is 1x1 at run
+    time is passed over for the last one with spatial extent."""
     shape = tuple(input_shape) if input_shape else None
-    compute = lambda: default_layer(access.graph, shape)  # noqa: E731
+
+    def compute() -> str:
+        maps, token, shapes = layer_candidates(access.graph, shape)
+        if token is not None or shape is None:
+            return token or maps[-1]
+        unknown = [m for m in maps[-8:] if not all(isinstance(d, int) for d in shapes[m][2:])]
+        if not unknown:
+            return maps[-1]
+        try:
+            x = np.zeros(shape, _input_dtype(access))
+            sizes = {n: v.shape for n, v in access.forward_exposed(x, unknown).items()}
+        except Exception:  # noqa: BLE001 - a probe that cannot run leaves the graph's choice
+            return maps[-1]
+        for name in reversed(maps):
+            real = sizes.get(name, shapes[name])
+            if len(real) == 4 and not (isinstance(real[2], int) and isinstance(real[3], int)
+                                       and real[2] * real[3] <= 1):
+                return name
+        return maps[-1]
+
     memo = getattr(access, "memo", None)
     return memo(("default_layer", shape), compute) if memo else compute()
+
+
+def _input_dtype(access) -> np.dtype:
+    elem = next((i.type.tensor_type.elem_type for i in access.graph.graph.input if i.name == access.input_name), 1)
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem or 1))

@@ -43,16 +43,9 @@ EXPECTED_REFUSALS: dict[tuple[str, str], tuple[grpc.StatusCode, str, str]] = {
         "per call; the matrix sends batches of 2 (batches of 1 work)"),
 }
 
-_SSD_LAYER = ("the default CAM layer of SSDlite is the last head conv [1, 18, 1, 1] (a 1x1 map), "
-              "refused as INVALID_ARGUMENT 'has shape [1, 18, 1, 1] for 1 image(s) and no batch axis "
-              "of that size' (its batch axis is there and is 1)")
-
 # (fixture, capability) -> reason: a real bug found by the matrix, left for the service's owners;
 # the test marks the cell xfail(strict=True), so the cell fails loudly once it is fixed.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("ssdlite", "scorecam"): _SSD_LAYER,
-    ("ssdlite", "eigencam"): _SSD_LAYER,
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # float twins: quantized variants were quantized from the same seeded float network
 FLOAT_TWIN = {"resnet_qdq": "resnet_op17", "resnet_qoperator": "resnet_op17",
