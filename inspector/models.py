@@ -178,12 +178,12 @@ class OpenModels:
         return loaded.blocking
 
     def info(self, loaded: LoadedModel, *, layers: bool) -> ModelInfo:
-        from inspector_client.types import _plain
+        from inspector_client.types import json_ready
 
         d = loaded.description
         stored = self.store.get(loaded.name or loaded.id)
         blocking = self.verdict(loaded)
-        preprocess = _plain(spec_to_dict(spec_from_dict(loaded.metadata.get("preprocess"))))
+        preprocess = json_ready(spec_to_dict(spec_from_dict(loaded.metadata.get("preprocess"))))
         return ModelInfo(id=loaded.id, name=stored.name, names=stored.names, size_bytes=stored.size_bytes,
                          inputs=d.inputs, outputs=d.outputs, opsets=dict(d.opsets), producer=d.producer,
                          layers=tuple(d.layers) if layers else (), preprocess=preprocess,

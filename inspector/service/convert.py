@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 from inspector_client.preprocess import preprocess_from_message, preprocess_into_message
+from inspector_client.types import json_ready
 
 from inspector import errors
 from inspector.domain import ModelInfo, TensorInfo
@@ -74,23 +75,8 @@ def struct_to_dict(msg: struct_pb2.Struct) -> dict:
 
 def dict_to_struct(data: dict) -> struct_pb2.Struct:
     msg = struct_pb2.Struct()
-    msg.update(_plain(data))
+    msg.update(json_ready(data, max_array=64))  # a Struct carries no large arrays: their shape instead
     return msg
-
-
-def _plain(value):
-    """JSON-able scalars for a Struct; arrays above 64 elements become "array[shape]"."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist()) if value.size <= 64 else f"array{list(value.shape)}"
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def target_to_domain(msg: pb.Target):

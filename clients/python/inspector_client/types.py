@@ -121,7 +121,7 @@ class Wire:
                 entry.update(dtype=arr.dtype.name, shape=list(arr.shape), data=base64.b64encode(arr.tobytes()).decode())
             items.append(entry)
         return {"model_id": self.model_id, "providers": list(self.providers), "warnings": list(self.warnings),
-                "info": _plain(self.info), "items": items}
+                "info": json_ready(self.info), "items": items}
 
     @classmethod
     def from_json(cls, data: dict) -> Wire:
@@ -320,7 +320,7 @@ class Explanation(Result):
             "method": self.method, "layers": list(self.layers), "targets": list(self.targets),
             "score": [float(s) for s in self.score],
             "score_after": None if self.score_after is None else [float(s) for s in self.score_after],
-            "params": _plain(self.params)})
+            "params": json_ready(self.params)})
         w.add("heatmap", "heatmap", np.asarray(self.heatmap, np.float32))
         if self.layer_heatmap is not None:
             w.add("layer_heatmap", "layer_heatmap", np.asarray(self.layer_heatmap, np.float32))
@@ -486,17 +486,22 @@ PROGRESS_GROUPS = ("preview", "checkpoint")  # items that belong to the progress
 
 
 # ---- helpers --------------------------------------------------------------------------------
-def _plain(value):
-    """Method parameters as JSON has them (tuples and numpy scalars/arrays made plain)."""
+def json_ready(value, max_array: int | None = None):
+    """A value as JSON has it: tuples as lists, numpy scalars and arrays as numbers and lists
+    (with `max_array`, a larger array as the text "array[shape]"), other objects as their text."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v, max_array) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_ready(v, max_array) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        if max_array is not None and value.size > max_array:
+            return f"array{list(value.shape)}"
+        return json_ready(value.tolist(), max_array)
     if isinstance(value, np.generic):
         return value.item()
-    return value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _whole(value):
@@ -553,4 +558,4 @@ RESULTS = (Inference, FeatureMaps, Weights, Gradients, Explanation, Evaluation, 
 
 __all__ = ["AuditReport", "Evaluation", "Explanation", "FeatureMaps", "Gradients", "Inference", "LayerInfo",
            "Maximization", "ModelInfo", "Progress", "RESULTS", "Result", "StreamedResult", "TensorInfo",
-           "Weights", "Wire", "WireItem", "target_from_names"]
+           "Weights", "Wire", "WireItem", "json_ready", "target_from_names"]
