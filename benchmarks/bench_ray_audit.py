@@ -9,7 +9,8 @@ Reported per worker count: the end-to-end wall time of `ray_audit` (Ray Data pip
 actor start-up, decode, audit, merge), and the busiest worker's own seconds of auditing, so the
 ratio of the compute alone is visible next to the one that includes Ray's fixed costs.
 Goal: 2 workers >= 1.8x one worker. A single-process in-process audit of the same images is the
-baseline both are compared with.
+baseline both are compared with, and the same stages in 1 and 2 plain processes (multiprocessing,
+no Ray, every process loaded before the clock starts) show what this machine allows at best.
 
     cd benchmarks && ../.venv/bin/python bench_ray_audit.py [--images 1000] [--rounds 3] [--size 64]
         [--model small_cnn|resnet18_like] [--cpus N] [--worker-cpus 0.5]
@@ -58,6 +59,54 @@ def _single_process(model, model_path: Path, folder: Path) -> tuple[float, dict]
     return time.perf_counter() - t0, run.result()
 
 
+_WORKER = None
+
+
+def _plain_init(model_path: str, barrier) -> None:
+    global _WORKER
+    from inspector.audit.ray_engine import AuditWorker
+
+    _WORKER = AuditWorker(model_path, None, Path(model_path).stem, ["CPUExecutionProvider"], 1, 8)
+    barrier.wait()  # the timed part starts with every process loaded
+
+
+def _plain_shard(job: tuple) -> tuple[int, bytes]:
+    import pickle
+
+    from inspector.audit.ray_engine import decode_shard
+
+    shard, paths, rows, spec = job
+    return shard, pickle.dumps(_WORKER.audit_shard(shard, decode_shard(paths, rows, spec), None), protocol=5)
+
+
+def _plain_processes(model, model_path: Path, folder: Path, processes: int) -> float:
+    """The machine's own ceiling: the Ray engine's stages (decode, audit_shard, pickle, ordered
+    merge) in `processes` plain processes (multiprocessing, spawn) over the same shards; seconds
+    from every process loaded to the merged report."""
+    import multiprocessing as mp
+    import pickle
+
+    from inspector.audit.audit import AuditRun
+    from inspector.audit.ray_engine import _input_spec, resolve_sources, shards
+
+    items, spec = resolve_sources([str(folder)]), _input_spec(model, None)
+    jobs = [(i, [it.path for it in items[a:b]], [it.row for it in items[a:b]], spec)
+            for i, (a, b) in enumerate(shards(len(items)))]
+    context = mp.get_context("spawn")
+    barrier = context.Manager().Barrier(processes + 1)
+    with context.Pool(processes, initializer=_plain_init, initargs=(str(model_path), barrier)) as pool:
+        barrier.wait()
+        t0 = time.perf_counter()
+        merged, pending, done = AuditRun(model, name=model_path.stem), {}, 0
+        for shard, state in pool.imap_unordered(_plain_shard, jobs, chunksize=1):
+            pending[shard] = state
+            while done in pending:
+                merged.merge(AuditRun.from_dict(model, pickle.loads(pending.pop(done)), name=model_path.stem))
+                done += 1
+        merged.result()
+        return time.perf_counter() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -87,6 +136,8 @@ def main() -> int:
     _single_process(model, model_path, folder)  # warm: sessions built, files in the page cache
     single = [_single_process(model, model_path, folder) for _ in range(args.rounds)]
     single_s = statistics.median(s for s, _ in single)
+    plain = {k: statistics.median(_plain_processes(model, model_path, folder, k) for _ in range(args.rounds))
+             for k in (1, 2)}
 
     os.environ.setdefault("RAY_TMPDIR", str(work / "ray"))
     # Ray runs its workers at nice 15: on a machine that is busy with anything else they would
@@ -123,16 +174,21 @@ def main() -> int:
               f"then {steady[w]:5.2f} s to the last shard ({args.images / steady[w]:6.1f} images/s); busiest "
               f"worker audited {busy[w]:5.2f} s, getting {share[w]:.0%} of a CPU while it did "
               f"(workers that got shards: {[r[2] for r in rows[w]]})")
+    for k in (1, 2):
+        print(f"  no Ray, {k} plain process{'es' if k > 1 else '  '}  {plain[k]:7.2f} s   {args.images / plain[k]:7.1f} "
+              "images/s   (the same decode/audit/merge, every process already loaded: this machine's ceiling)")
     ratio, compute_ratio, steady_ratio = wall[1] / wall[2], busy[1] / busy[2], steady[1] / steady[2]
     print(f"  2 workers vs 1, end to end: {ratio:.2f}x (goal >= 1.8x: {'met' if ratio >= 1.8 else 'MISSED'})")
     print(f"  2 workers vs 1, once the first worker is ready (to the last shard): {steady_ratio:.2f}x")
     print(f"  2 workers vs 1, busiest worker's audit seconds: {compute_ratio:.2f}x")
+    print(f"  2 plain processes vs 1 (no Ray, loaded): {plain[1] / plain[2]:.2f}x")
     print(f"foreign CPU load after: {cpu_busy_fraction():.0%} (load average {os.getloadavg()[0]:.1f})")
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
     (ROOT / "benchmarks" / "results" / f"ray_audit_{args.model}.json").write_text(json.dumps({
         "images": args.images, "size": args.size, "model": args.model, "cpus": args.cpus, "single_process_s": single_s,
         "wall_s": wall, "busiest_worker_s": busy, "ratio_end_to_end": ratio, "ratio_compute": compute_ratio,
-        "first_started_s": started, "first_ready_s": ready, "steady_s": steady, "ratio_steady": steady_ratio, "cpu_share_while_auditing": share,
+        "first_started_s": started, "first_ready_s": ready, "steady_s": steady, "ratio_steady": steady_ratio,
+        "plain_processes_s": plain, "ratio_plain": plain[1] / plain[2], "cpu_share_while_auditing": share,
         "rounds": {str(k): v for k, v in rows.items()}}, indent=2))
     return 0
 

@@ -322,18 +322,21 @@ class ActivationAggregator:
                 nonfinite_fraction=s.nonfinite / values, p1=p1, p50=p50, p99=p99)
         return out
 
-    def to_dict(self) -> dict:
-        """JSON-safe snapshot (exact: floats round-trip through JSON; histograms stored sparsely)."""
+    def to_dict(self, arrays: bool = False) -> dict:
+        """JSON-safe snapshot (exact: floats round-trip through JSON; histograms stored sparsely).
+        `arrays`: the same snapshot with numpy arrays in place of lists (non-finite values as they
+        are), ~10x cheaper to build, pickle and restore: partial states between processes."""
         tensors = {}
         for name, s in self.state.items():
             op, shape = self.specs[name]
             flat = s.hist.reshape(-1)
             nz = np.flatnonzero(flat)
             entry = {"op_type": op, "shape": shape, "bounds": _bound_json(self.bounds.get(name)),
-                     "hist": {"index": nz.tolist(), "count": flat[nz].tolist()}}
+                     "hist": ({"index": nz, "count": flat[nz]} if arrays
+                              else {"index": nz.tolist(), "count": flat[nz].tolist()})}
             for key in _ARRAYS:
                 a = getattr(s, key)
-                entry[key] = a.tolist() if a.dtype.kind == "i" else json_floats(a)
+                entry[key] = a.copy() if arrays else a.tolist() if a.dtype.kind == "i" else json_floats(a)
             tensors[name] = entry
         return {"version": 1, "sketch": sketch.CONFIG, "images": self.images, "tensors": tensors}
 
@@ -363,7 +366,8 @@ class ActivationAggregator:
             s = agg.state[name]
             for key in _ARRAYS:
                 fill = {"min": np.inf, "max": -np.inf}.get(key, np.nan)
-                values = np.asarray([fill if v is None else v for v in t[key]], getattr(s, key).dtype)
+                values = (np.asarray(t[key], getattr(s, key).dtype) if isinstance(t[key], np.ndarray)
+                          else np.asarray([fill if v is None else v for v in t[key]], getattr(s, key).dtype))
                 if values.shape != s.count.shape:
                     raise ValueError(f"{name}.{key} has {values.size} values for {s.count.size} channels")
                 getattr(s, key)[...] = values

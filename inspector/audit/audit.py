@@ -343,11 +343,12 @@ class AuditRun:
         self.centered.update(t for t in other.centered if t in self.tensors)
         self.tally.merge(other.tally)
 
-    def to_dict(self) -> dict:
-        """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped."""
+    def to_dict(self, arrays: bool = False) -> dict:
+        """JSON-safe partial state; `from_dict(model, state)` resumes the audit where it stopped.
+        `arrays`: numpy arrays in place of lists (see ActivationAggregator.to_dict)."""
         return {"version": 1, "tensors": self.tensors, "skipped": self.skipped, "classifier": self.classifier,
                 "centered": sorted(self.centered & set(self.tensors)),
-                "aggregate": self.aggregator.to_dict() if self.aggregator else None,
+                "aggregate": self.aggregator.to_dict(arrays) if self.aggregator else None,
                 "predictions": self.tally.to_dict()}
 
     @classmethod

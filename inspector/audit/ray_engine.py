@@ -5,7 +5,8 @@ Ray Data carries one row per shard: `from_items` (paths or .npy rows, labels), a
 task that reads and decodes them with the model's preprocessing, then an actor pool of workers,
 each holding one onnxruntime session of the model (opened from the local .onnx path), that folds
 the shard batch by batch into a fresh AuditRun (`fold_batch` over OrtModelAccess, the same audit
-graph as the server) and returns its `to_dict()`. The driver merges the partial states in shard
+graph as the server) and returns its `to_dict(arrays=True)`, pickled (the driver and its workers
+are one trust domain: Ray pickles their messages anyway). The driver merges the partial states in shard
 order (`AuditRun.merge`: counts add, Chan's update, the sketch's bins add) and writes the same
 report.html/report.json as a single-process audit.
 
@@ -32,6 +33,7 @@ import io
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -261,7 +263,7 @@ class AuditWorker:
         for start in range(0, len(x), self.batch_size):
             stop = start + self.batch_size
             fold_batch(self.access, run, x[start:stop], None if labels is None else labels[start:stop])
-        return run.to_dict()
+        return run.to_dict(arrays=True)
 
     def __call__(self, batch: dict) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -269,10 +271,11 @@ class AuditWorker:
         labels = batch.get("labels")
         for i, (shard, blob) in enumerate(zip(batch["shard"], batch["x"], strict=True)):
             shard_labels = None if labels is None else np.asarray(labels[i], np.int64)
-            state = ""
+            state = b""
             if not problems[i]:
                 try:
-                    state = json.dumps(self.audit_shard(int(shard), _from_bytes(blob), shard_labels))
+                    state = pickle.dumps(self.audit_shard(int(shard), _from_bytes(blob), shard_labels),
+                                         protocol=5)
                 except errors.InspectorError as exc:  # to the driver, which raises it
                     problems[i] = str(exc)
             states.append(state)
@@ -300,6 +303,7 @@ class RayAuditResult:
     first_started_s: float  # seconds until the first worker's process ran its constructor
     first_ready_s: float  # seconds until the first worker had loaded the model (Ray's fixed costs)
     audit_s: float  # from then until the last shard came back: the steady part of the run
+    shard_log: list[tuple[int, int, float]]  # (shard, worker pid, seconds from the start to its return)
 
 
 def _input_spec(model, preprocess: dict | None):
@@ -370,7 +374,10 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(decode_batch, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
                         num_cpus=decode_cpus)
-    ds = ds.map_batches(AuditWorker, batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=worker_cpus,
+    # one shard in flight per worker: a worker that starts first would otherwise queue several
+    # shards ahead (Ray Data's default is 4) and the last worker up would idle at the end
+    pool = ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)
+    ds = ds.map_batches(AuditWorker, batch_size=1, batch_format="numpy", compute=pool, num_cpus=worker_cpus,
                         num_gpus=min(1.0, gpus / workers) if gpus else None,
                         fn_constructor_kwargs={"model_path": model_path, "tensors": tensors, "name": name,
                                                "providers": list(providers), "threads": threads,
@@ -380,6 +387,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
     busy: dict[int, float] = {}
     cpu: dict[int, float] = {}
     started, ready, finished = math.inf, math.inf, start
+    log: list[tuple[int, int, float]] = []
     done = seen = 0
     for row in ds.iter_rows():
         shard = int(row["shard"])
@@ -387,12 +395,13 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
             raise errors.InvalidArgument(f"shard {shard} (images {cuts[shard][0]}..{cuts[shard][1] - 1}): "
                                          f"{row['error']}")
         pending[shard] = row["state"]
+        log.append((shard, int(row["pid"]), float(row["finished"]) - start))
         busy[int(row["pid"])] = max(busy.get(int(row["pid"]), 0.0), float(row["busy_s"]))
         cpu[int(row["pid"])] = max(cpu.get(int(row["pid"]), 0.0), float(row["cpu_s"]))
         started, ready = min(started, float(row["started"])), min(ready, float(row["ready"]))
         finished = max(finished, float(row["finished"]))
         while done in pending:  # a fixed merge order: the same report on every run
-            merged.merge(AuditRun.from_dict(model, json.loads(pending.pop(done)), name=name))
+            merged.merge(AuditRun.from_dict(model, pickle.loads(pending.pop(done)), name=name))
             seen += cuts[done][1] - cuts[done][0]
             done += 1
             if on_progress is not None:
@@ -401,7 +410,7 @@ def ray_audit(model_path: str | Path, sources: Sequence[str] | Sequence[Item], *
         raise errors.InspectorError(f"the Ray audit returned {done} of {len(cuts)} shards")
     report = merged.result()
     return RayAuditResult(report, merged.aggregator.images, len(cuts), time.perf_counter() - t0, busy,
-                          cpu, started - start, ready - start, finished - ready)
+                          cpu, started - start, ready - start, finished - ready, log)
 
 
 # --- the command line -----------------------------------------------------------------------
