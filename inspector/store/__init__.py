@@ -10,7 +10,8 @@ S3_PREFIX = "s3:"
 
 
 def open_store(spec: str | Path, *, cache_dir: str | Path | None = None, endpoint_url: str | None = None,
-               region: str | None = None, ttl_s: float | None = None, client=None):
+               region: str | None = None, ttl_s: float | None = None, client=None,
+               cache_max_bytes: int | None = None):
     """The model store a `--store` value names.
 
     - a folder: that folder, for one process (ModelStore), unless a shared store already
@@ -23,7 +24,8 @@ def open_store(spec: str | Path, *, cache_dir: str | Path | None = None, endpoin
       `endpoint_url`/`region` (or a boto3 `client`) are given; model files are used from a
       local verified cache, `cache_dir` (default: the user cache folder, per bucket/prefix);
       the bucket is re-read when the store's view is older than `ttl_s` (default 1 s) or a
-      reference is unknown.
+      reference is unknown. `cache_max_bytes` bounds the cache (None: unbounded): least
+      recently used models nobody holds (`hold`) are evicted and fetched again on next use.
 
     Nothing is contacted here: a bucket that is not reachable yet shows in `store.ready()`.
     """
@@ -36,7 +38,8 @@ def open_store(spec: str | Path, *, cache_dir: str | Path | None = None, endpoin
 
         bucket, _, prefix = text[len(S3_PREFIX):].lstrip("/").partition("/")
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(text, endpoint_url)
-        backend = S3Backend(bucket, prefix, cache, client=client, endpoint_url=endpoint_url, region=region)
+        backend = S3Backend(bucket, prefix, cache, client=client, endpoint_url=endpoint_url, region=region,
+                            max_bytes=cache_max_bytes)
         return ReplicatedStore(backend, ttl_s=1.0 if ttl_s is None else ttl_s)
     if text.startswith(SHARED_PREFIX):
         path = text[len(SHARED_PREFIX):]
@@ -75,11 +78,24 @@ def default_cache_dir(spec: str, endpoint_url: str | None = None) -> Path:
 
 def store_from_config(config):
     """open_store for an InspectorConfig: `store_dir` is the spec; the optional fields
-    `store_cache_dir`, `s3_endpoint_url`, `s3_region` and `store_refresh_s` tune it when the
-    config has them (absent: the AWS environment variables and the defaults)."""
+    `store_cache_dir`, `store_cache_max_bytes`, `s3_endpoint_url`, `s3_region` and
+    `store_refresh_s` tune it when the config has them (absent: the AWS environment variables
+    and the defaults)."""
     return open_store(config.store_dir, cache_dir=getattr(config, "store_cache_dir", None),
                       endpoint_url=getattr(config, "s3_endpoint_url", None),
-                      region=getattr(config, "s3_region", None), ttl_s=getattr(config, "store_refresh_s", None))
+                      region=getattr(config, "s3_region", None), ttl_s=getattr(config, "store_refresh_s", None),
+                      cache_max_bytes=getattr(config, "store_cache_max_bytes", None))
+
+
+def hold(store, ref: str):
+    """`store.hold(ref)` (a Hold: release() or a `with` block), or a Hold of nothing for a store
+    whose files are never evicted (a plain folder, ModelStore)."""
+    method = getattr(store, "hold", None)
+    if method is not None:
+        return method(ref)
+    from inspector.store.replicated import Hold
+
+    return Hold(Path(store.root))
 
 
 def watch_ready(store, on_change, *, interval_s: float = 2.0):

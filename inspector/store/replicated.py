@@ -68,6 +68,31 @@ class StoreUnavailable(errors.InspectorError):
     code = "UNAVAILABLE"
 
 
+class Hold:
+    """A model's local files kept in place until `release()` (or the end of a `with` block).
+
+    For an S3 store it is an open fd with a shared flock on the cached copy's meta.json: the
+    bounded cache never evicts a held model (inspector.store.s3); other stores' files are not
+    evicted at all, and their holds hold nothing (fd None). Releasing twice is harmless."""
+
+    def __init__(self, folder: Path, fd: int | None = None) -> None:
+        self.folder = folder
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Backend(Protocol):
     """Where a replicated store keeps its models and documents (see the module doc)."""
 
@@ -162,6 +187,23 @@ class ReplicatedStore:
             view = self._view(model_id, name)
         folder = self.backend.local_folder(model_id, manifest)
         return dataclasses.replace(view, path=folder / "model.onnx")
+
+    def hold(self, ref: str) -> Hold:
+        """Keep the model's local files until the Hold is released (S3: its cached copy is not
+        evicted; fetched again first if it was); for whoever reads them later, e.g. an open model
+        whose sessions load from `entry.path`."""
+        model_id, _ = self._resolve(ref)
+        with self._lock:
+            manifest = self._manifests[model_id]
+        held = getattr(self.backend, "hold", None)
+        if held is not None:
+            return held(model_id, manifest)
+        return Hold(self.backend.local_folder(model_id, manifest))
+
+    def cache_bytes(self) -> int | None:
+        """Bytes of this replica's local cache of model files (S3), None when it has none."""
+        measure = getattr(self.backend, "cache_bytes", None)
+        return measure() if measure is not None else None
 
     def list(self) -> list[StoredModel]:
         """Every stored model (one per id), oldest first, as the backend holds them now."""

@@ -12,6 +12,16 @@ Each replica keeps the files it uses in a local cache (`cache/<id>/`, with the m
 meta.json, the local store's layout), verified against the manifest's sha256 once per process
 before use; a copy that does not match is fetched again.
 
+The cache may be bounded (`max_bytes`): before a fetch or an upload brings a model in, the least
+recently used models that nobody holds are evicted, whole folders (renamed into this process's
+.tmp, then deleted), until the newcomer fits. A model is *held* while a `Hold` (`hold()`) is
+open: a shared flock on its cached meta.json, taken before the folder becomes visible (a fetch)
+or checked to still be the folder's (a cached copy); eviction takes the lock exclusively without
+waiting and skips the model when it cannot, so holds of this process and of other processes
+sharing the cache folder alike keep the files. Recency: this process's uses, and meta.json's
+mtime (touched on use at most once a minute) for models it has not used since it started. A
+model larger than the bound is still fetched (the cache stays above the bound, with a warning).
+
 Endpoint, region and credentials come from the usual AWS environment variables
 (AWS_ENDPOINT_URL, AWS_REGION or AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_PROFILE) unless given to S3Backend / open_store.
@@ -20,6 +30,8 @@ AWS_SESSION_TOKEN, AWS_PROFILE) unless given to S3Backend / open_store.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import os
@@ -31,9 +43,11 @@ from pathlib import Path
 
 from inspector.store import tmp_area
 from inspector.store.model_store import ID_RE, _fsync, _write_json
-from inspector.store.replicated import Conflict, StoreUnavailable, verify_folder
+from inspector.store.replicated import Conflict, Hold, StoreUnavailable, verify_folder
 
 log = logging.getLogger(__name__)
+TOUCH_EVERY_S = 60.0  # how often a use of a cached model is written to its meta.json's mtime
+HOLD_ATTEMPTS = 8  # a hold retries while other threads keep evicting the model it wants
 _CONDITION_FAILED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -65,7 +79,7 @@ class S3Backend:
     """Models and documents in `s3://bucket/prefix`, files used from a local cache folder."""
 
     def __init__(self, bucket: str, prefix: str, cache: Path, *, client=None, endpoint_url: str | None = None,
-                 region: str | None = None) -> None:
+                 region: str | None = None, max_bytes: int | None = None) -> None:
         if not bucket:
             raise ValueError("an S3 store needs a bucket: s3://bucket/prefix")
         self.bucket = bucket
@@ -80,6 +94,13 @@ class S3Backend:
         self._probe = client
         self._verified: set[str] = set()
         self._lock = threading.Lock()
+        # the bounded cache (module doc): None = unbounded
+        self.max_bytes = max_bytes
+        self._used: dict[str, tuple[float, int]] = {}  # id -> (time of the last use, sequence)
+        self._touched: dict[str, float] = {}  # id -> when its meta.json mtime was last set
+        self._sizes: dict[str, int] = {}  # id -> bytes of its cached folder (immutable content)
+        self._seq = itertools.count()
+        self._room = threading.Lock()  # one eviction pass at a time in this process
 
     def __repr__(self) -> str:
         return f"S3Backend(s3://{self.bucket}/{self.prefix}, cache {self.root})"
@@ -181,26 +202,58 @@ class S3Backend:
         if folder.exists() or verify_folder(work, manifest) is not None:
             return
         _write_json(work / "meta.json", manifest)
+        self._make_room(_manifest_bytes(manifest), keep=model_id)
         with contextlib.suppress(OSError):
             os.rename(work, folder)
             with self._lock:
                 self._verified.add(model_id)
+            self._touch(model_id, folder)
 
     def local_folder(self, model_id: str, manifest: dict) -> Path:
+        return self._local(model_id, manifest, hold=False)[0]
+
+    def hold(self, model_id: str, manifest: dict) -> Hold:
+        """The model's files, local and verified, kept in the cache until the Hold is released."""
+        folder, fd = self._local(model_id, manifest, hold=True)
+        return Hold(folder, fd)
+
+    def _local(self, model_id: str, manifest: dict, *, hold: bool) -> tuple[Path, int | None]:
+        """(folder, fd of the shared lock when `hold`), fetching the model when it is not cached."""
         folder = self.root / model_id
-        with self._lock:
-            if model_id in self._verified and folder.is_dir():
-                return folder
-        if folder.is_dir():
-            fault = verify_folder(folder, manifest)
-            if fault is None:
+        for _ in range(HOLD_ATTEMPTS):
+            if folder.is_dir():
+                fd = _lock_shared(folder / "meta.json") if hold else None
+                if hold and fd is None:
+                    if folder.is_dir() and not (folder / "meta.json").exists():  # not of this store's making
+                        log.warning("cached copy of model %s has no meta.json; fetching it again", model_id[:12])
+                        self._discard(folder)
+                    continue  # evicted between the look and the lock: fetch it again
                 with self._lock:
-                    self._verified.add(model_id)
-                return folder
-            log.warning("cached copy of model %s is bad (%s); fetching it again", model_id[:12], fault)
-            self._discard(folder)
+                    known = model_id in self._verified
+                fault = None if known else verify_folder(folder, manifest)
+                if fault is None:
+                    with self._lock:
+                        self._verified.add(model_id)
+                    self._touch(model_id, folder)
+                    return folder, fd
+                _close(fd)
+                log.warning("cached copy of model %s is bad (%s); fetching it again", model_id[:12], fault)
+                self._discard(folder)
+            fetched = self._fetch(model_id, manifest, hold=hold)
+            if fetched is not None:
+                return folder, fetched[0]
+        raise StoreUnavailable(f"model {model_id[:12]} was evicted from the local cache {HOLD_ATTEMPTS} "
+                               "times while this server fetched it; the cache bound is too small for the "
+                               "models in use at once")
+
+    def _fetch(self, model_id: str, manifest: dict, *, hold: bool) -> tuple[int | None] | None:
+        """Download, verify and move the model into the cache: (fd of the shared lock when
+        `hold`,), or None when another thread or process put a copy there first."""
+        folder = self.root / model_id
+        self._make_room(_manifest_bytes(manifest), keep=model_id)
         work = self.tmp / tmp_area.new_name()
         work.mkdir()
+        fd = None
         try:
             for rel in manifest["files"]:
                 target = work / rel
@@ -210,17 +263,113 @@ class S3Backend:
             if fault is not None:
                 raise StoreUnavailable(f"model {model_id[:12]} in the bucket is damaged: {fault}")
             _write_json(work / "meta.json", manifest)
+            fd = _lock_shared(work / "meta.json") if hold else None  # held before anyone can see it
             try:
                 os.rename(work, folder)
                 _fsync(self.root)
             except OSError:  # another thread or process sharing the cache was first
                 if verify_folder(folder, manifest) is not None:
                     raise
+                _close(fd)
+                fd = None
+                return None  # the caller takes (and holds) that copy
+        except BaseException:
+            _close(fd)
+            raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
         with self._lock:
             self._verified.add(model_id)
-        return folder
+        self._touch(model_id, folder)
+        return (fd,)
+
+    # ---- the bounded cache (module doc) ----------------------------------------------------
+    def _touch(self, model_id: str, folder: Path) -> None:
+        """Record a use: in memory always, on meta.json's mtime at most every TOUCH_EVERY_S."""
+        now = time.time()
+        with self._lock:
+            self._used[model_id] = (now, next(self._seq))
+            if now - self._touched.get(model_id, float("-inf")) < TOUCH_EVERY_S:
+                return
+            self._touched[model_id] = now
+        with contextlib.suppress(OSError):
+            os.utime(folder / "meta.json", (now, now))
+
+    def cache_entries(self) -> list[tuple[str, int]]:
+        """(id, bytes) of every cached model, least recently used first."""
+        found = []
+        for entry in os.scandir(self.root):
+            if not ID_RE.fullmatch(entry.name):
+                continue
+            try:
+                mtime = os.stat(os.path.join(entry.path, "meta.json")).st_mtime
+            except OSError:  # not a complete model folder (or evicted just now)
+                continue
+            with self._lock:
+                used, size = self._used.get(entry.name, (0.0, -1)), self._sizes.get(entry.name)
+            if size is None:
+                size = _folder_bytes(Path(entry.path))
+                with self._lock:
+                    self._sizes[entry.name] = size
+            found.append((max((mtime, -1), used), entry.name, size))
+        return [(model_id, size) for _, model_id, size in sorted(found)]
+
+    def cache_bytes(self) -> int:
+        """Bytes of the model files cached now (for the metrics gauge)."""
+        return sum(size for _, size in self.cache_entries())
+
+    def _make_room(self, incoming: int, *, keep: str) -> None:
+        """Evict least recently used models nobody holds until `incoming` more bytes fit."""
+        if self.max_bytes is None:
+            return
+        with self._room:
+            entries = [(i, n) for i, n in self.cache_entries() if i != keep]
+            total = sum(n for _, n in entries) + incoming
+            evicted = []
+            for model_id, size in entries:
+                if total <= self.max_bytes:
+                    break
+                if self._evict(model_id):
+                    total -= size
+                    evicted.append(model_id[:12])
+        if evicted:
+            log.info("model cache %s: evicted %s (least recently used) to stay under %d bytes",
+                     self.root, ", ".join(evicted), self.max_bytes)
+        if total > self.max_bytes:
+            log.warning("model cache %s holds %d bytes with model %s, above its bound of %d bytes: the "
+                        "other cached models are in use (or the model alone is larger than the bound)",
+                        self.root, total, keep[:12], self.max_bytes)
+
+    def _evict(self, model_id: str) -> bool:
+        """Remove one cached model unless someone holds it; whether it went. Atomic for other
+        threads and processes: the folder is renamed into this process's .tmp under the
+        exclusive lock, then deleted."""
+        folder = self.root / model_id
+        marker = folder / "meta.json"
+        try:
+            fd = os.open(marker, os.O_RDONLY)
+        except OSError:
+            return False  # gone already (another process evicted or deleted it)
+        trash = self.tmp / tmp_area.new_name()
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # held: in use here or in another process sharing the cache
+            if not _same_file(fd, marker):
+                return False  # replaced by a fresh copy in between
+            os.rename(folder, trash)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._verified.discard(model_id)
+            self._used.pop(model_id, None)
+            self._touched.pop(model_id, None)
+            self._sizes.pop(model_id, None)
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     def _download(self, key: str, target: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -231,6 +380,9 @@ class S3Backend:
             raise StoreUnavailable(f"could not fetch {key} from the model bucket: {exc}") from exc
 
     def _discard(self, folder: Path) -> None:
+        """Remove a cached folder whatever holds it (a bad copy, a deleted model)."""
+        with self._lock:
+            self._sizes.pop(folder.name, None)
         trash = self.tmp / tmp_area.new_name()
         with contextlib.suppress(FileNotFoundError):
             os.rename(folder, trash)
@@ -260,3 +412,46 @@ class S3Backend:
         except (ClientError, BotoCoreError) as exc:
             log.info("model bucket %s not ready after %.1f s: %s", self.bucket, time.monotonic() - started, exc)
             return False
+
+
+def _manifest_bytes(manifest: dict) -> int:
+    return sum(int(f["size"]) for f in manifest["files"].values())
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for base, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(base, name)).st_size
+    return total
+
+
+def _lock_shared(path: Path) -> int | None:
+    """An fd holding a shared flock on `path`, or None when `path` vanished or was replaced
+    before the lock was granted (an eviction renamed its folder away)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while an eviction renames the folder
+        if _same_file(fd, path):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
