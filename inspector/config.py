@@ -16,6 +16,7 @@ def default_store_dir() -> Path:
 class InspectorConfig:
     store_dir: Path | str = field(default_factory=default_store_dir)  # a folder, shared:/path or s3://bucket/prefix
     store_cache_dir: Path | None = None  # s3: where model files are cached locally (default: the user cache)
+    store_cache_max_bytes: int | None = None  # s3: evict least recently used models not in use beyond this; None: unbounded
     s3_endpoint_url: str | None = None  # s3: default $AWS_ENDPOINT_URL
     s3_region: str | None = None  # s3: default $AWS_REGION
     store_refresh_s: float | None = None  # shared stores: how old a view of names may be (default per mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,15 +77,17 @@ class OpenModels:
 
     def accept(self, stored) -> ModelInfo:
         """Open a freshly stored model; a model that will not open is removed again."""
+        from inspector.store import hold
         from inspector.store.vetting import vet_model
 
         self._drop(stored.id)  # a re-upload may carry new providers: reopen
         try:
-            for warning in vet_model(stored.path, stored.size_bytes,
-                                     stored.metadata.get("preprocess"), self.config):
-                log.warning("model %s: %s", stored.id[:12], warning)
-            loaded = self.get(stored.name or stored.id)
-            loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
+            with hold(self.store, stored.id):  # a bounded S3 cache keeps the files while they are vetted
+                for warning in vet_model(stored.path, stored.size_bytes,
+                                         stored.metadata.get("preprocess"), self.config):
+                    log.warning("model %s: %s", stored.id[:12], warning)
+                loaded = self.get(stored.name or stored.id)
+                loaded.access.session_for_outputs(())  # a first session: fails here on models ORT refuses
         except errors.InspectorError:
             self.forget(stored.id)
             raise
@@ -137,6 +140,7 @@ class OpenModels:
         from inspector.graph.info import describe_model
         from inspector.runtime.access import OrtModelAccess
         from inspector.runtime.providers import resolve_providers
+        from inspector.store import hold
 
         stored = self.store.get(ref)
         requested = tuple(stored.metadata.get("providers") or self.config.providers)
@@ -144,10 +148,19 @@ class OpenModels:
         with self._lock:
             loaded = self._open.get(key)
         if loaded is None:
-            model = onnx.load(str(stored.path))
-            providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
-            access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
-                                    source=stored.path)
+            # Sessions load from stored.path later (plain runs, external data), so the store must
+            # keep the files (a bounded S3 cache evicts models nobody holds): held until the last
+            # reference to this access goes, i.e. it left self._open and no request still uses it.
+            held = hold(self.store, stored.id)
+            try:
+                model = onnx.load(str(stored.path))
+                providers, warnings = resolve_providers(requested, strict=self.config.strict_providers)
+                access = OrtModelAccess(model, providers, sessions=self.sessions, key=(stored.id,),
+                                        source=stored.path)
+            except BaseException:
+                held.release()
+                raise
+            weakref.finalize(access, held.release)
             loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
                                  warnings, access, dict(stored.metadata))
             with self._lock:

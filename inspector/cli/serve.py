@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
                    help=f"model store: a folder, shared:/path (several servers), or s3://bucket/prefix "
                         f"(credentials from the AWS_* environment) (default {default_store_dir()})")
     p.add_argument("--store-cache", type=Path, help="s3 stores: where model files are cached on this machine")
+    p.add_argument("--store-cache-max-gb", type=float,
+                   help="s3 stores: bound the cache, evicting least recently used models not in use (default: "
+                        "unbounded)")
     p.add_argument("--s3-endpoint-url", help="s3 stores: the endpoint (default $AWS_ENDPOINT_URL)")
     p.add_argument("--s3-region", help="s3 stores: the region (default $AWS_REGION)")
     p.add_argument("--store-refresh", type=float, help="shared stores: seconds a view of the names may be old")
@@ -77,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> InspectorConfig:
     if args.store is not None:
         config.store_dir = args.store if str(args.store).startswith(("s3:", "shared:")) else Path(args.store)
     config.store_cache_dir, config.s3_endpoint_url = args.store_cache, args.s3_endpoint_url
+    if args.store_cache_max_gb is not None:
+        config.store_cache_max_bytes = int(args.store_cache_max_gb * (1 << 30))
     config.s3_region, config.store_refresh_s = args.s3_region, args.store_refresh
     return config
 

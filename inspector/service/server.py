@@ -146,6 +146,9 @@ def _gauges(metrics: Metrics, inspector: Inspector, gate: Gate, shm: SharedMemor
                       lambda k=key: inspector.sessions.stats().get(k, 0))
     metrics.gauge("inspector_store_quarantined", "Store entries quarantined as corrupt.",
                   lambda: len(quarantined(inspector.store.root)))
+    if getattr(inspector.store, "cache_bytes", lambda: None)() is not None:  # an S3 store's local cache
+        metrics.gauge("inspector_store_cache_bytes", "Bytes of model files in this replica's local cache.",
+                      inspector.store.cache_bytes)
     if shm is not None:
         metrics.counter("inspector_shm_bytes", "Result bytes handed to local clients in shared memory.",
                         lambda: shm.bytes_sent)
