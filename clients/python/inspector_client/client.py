@@ -138,34 +138,45 @@ class InspectorClient:
         """Metadata of calls returning ResultChunks: the probe's path and token when offered."""
         return self._metadata + (self._probe.metadata() if self._probe is not None else ())
 
-    def _result(self, method, request, on_progress=None) -> Wire:
-        """A streamed result; with several replicas, a call whose replica went away mid-stream is
-        asked again (these calls only read, so asking twice is safe), the channel choosing another."""
-        for attempt in range(self.retries + 1):
-            chunks = method(request, metadata=self._stream_metadata(), timeout=self.timeout)
+    def _again(self, attempt: Callable[[], Any]) -> Any:
+        """attempt(); with several replicas, again while it fails UNAVAILABLE (its replica went away
+        or was going away), up to self.retries times, the channel choosing a replica each time.
+        Only for calls that are safe to make twice: reads, and uploads (content-addressed)."""
+        for tries_left in range(self.retries, -1, -1):
             try:
-                return self._results(chunks, on_progress)
+                return attempt()
             except grpc.RpcError as err:
-                if attempt == self.retries or err.code() != grpc.StatusCode.UNAVAILABLE:
+                if not tries_left or err.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
         raise AssertionError("unreachable")
+
+    def _result(self, method, request, on_progress=None) -> Wire:
+        """A streamed result; with several replicas, a call whose replica went away mid-stream is
+        asked again (these calls only read, so asking twice is safe): progress starts over."""
+        return self._again(lambda: self._results(
+            method(request, metadata=self._stream_metadata(), timeout=self.timeout), on_progress))
 
     # ---- models -------------------------------------------------------------------------
     def load_model(self, path_or_bytes: str | os.PathLike | bytes | None = None, *,
                    server_path: str | None = None, name: str | None = None,
                    preprocess: dict | None = None, providers: Sequence[str] = (),
-                   replace: bool = False) -> ModelInfo:
+                   replace: bool = False, on_progress: Callable[[Progress], None] | None = None) -> ModelInfo:
         """Upload a local model file or bytes (streamed), or ask the server to read `server_path`.
 
         `name` is an alias with its own preprocess spec and providers; the same bytes may carry
-        several. A name another model holds moves only with `replace=True`."""
+        several. A name another model holds moves only with `replace=True`. `on_progress` sees
+        the bytes handed to gRPC after each chunk (Progress.step of .total).
+
+        With several replicas, an upload whose replica went away is sent again, whole, from the
+        start (the file opened again; progress starts over), the channel choosing another
+        replica: storing the same bytes under the same name twice is harmless."""
         spec = _preprocess(preprocess)
         if server_path is not None:
             if path_or_bytes is not None:
                 raise ValueError("give either path_or_bytes or server_path, not both")
             req = pb.LoadModelRequest(server_path=str(server_path), name=name or "",
                                       preprocess=spec, providers=list(providers), replace=replace)
-            return _model_info(self._call(self._stub.LoadModel, req))
+            return _model_info(self._again(lambda: self._call(self._stub.LoadModel, req)))
         if path_or_bytes is None:
             raise ValueError("give a model path, its bytes, or server_path")
         if isinstance(path_or_bytes, bytes | bytearray):
@@ -173,19 +184,29 @@ class InspectorClient:
             size = len(data)
         else:
             data, size = None, Path(path_or_bytes).stat().st_size
+        header = pb.UploadModelRequest(header=pb.UploadHeader(
+            name=name or "", preprocess=spec, providers=list(providers), size=size, replace=replace))
 
-        def requests() -> Iterator[pb.UploadModelRequest]:
-            yield pb.UploadModelRequest(header=pb.UploadHeader(
-                name=name or "", preprocess=spec, providers=list(providers), size=size, replace=replace))
+        def blocks() -> Iterator[bytes]:
             if data is not None:
                 for i in range(0, len(data), UPLOAD_CHUNK):
-                    yield pb.UploadModelRequest(chunk=data[i:i + UPLOAD_CHUNK])
+                    yield data[i:i + UPLOAD_CHUNK]
             else:
                 with open(path_or_bytes, "rb") as f:
                     while block := f.read(UPLOAD_CHUNK):
-                        yield pb.UploadModelRequest(chunk=block)
+                        yield block
 
-        return _model_info(self._stub.UploadModel(requests(), metadata=self._metadata, timeout=self.timeout))
+        def requests() -> Iterator[pb.UploadModelRequest]:  # a fresh one for every attempt
+            yield header
+            sent = 0
+            for block in blocks():
+                yield pb.UploadModelRequest(chunk=block)
+                sent += len(block)
+                if on_progress is not None:
+                    on_progress(Progress(step=sent, total=size, message="upload"))
+
+        return _model_info(self._again(lambda: self._stub.UploadModel(
+            requests(), metadata=self._metadata, timeout=self.timeout)))
 
     def list_models(self) -> list[ModelInfo]:
         return [_model_info(m) for m in self._call(self._stub.ListModels, pb.ListModelsRequest()).models]
