@@ -151,50 +151,45 @@ def test_the_core_over_two_replicas_of_one_bucket(aws_env, tmp_path):
     assert b.unload("m") == info.id and a.list_models() == []
 
 
-def test_grpc_servers_over_one_bucket_and_their_health(aws_env, tmp_path, monkeypatch):
-    """Two real gRPC servers whose OpenModels use the bucket (models.py patched here as
-    open_store will do it), and the health wiring proposed for server.py: NOT_SERVING while
-    the bucket cannot be reached."""
+def test_grpc_servers_over_one_bucket_and_their_health(aws_env, tmp_path):
+    """Two real gRPC servers configured for the bucket as `inspector serve --store s3://...
+    --store-cache ... --s3-endpoint-url ...` configures them, and a third whose endpoint is
+    closed: health is SERVING once the bucket answers, NOT_SERVING while it cannot be reached."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from inspector_client import InspectorClient
 
     from inspector.config import InspectorConfig
     from inspector.service.server import SERVICE_NAME, start_server
-    from inspector.store import model_store, watch_ready
 
-    spec = f"s3://{BUCKET}/servers"
+    def health(server) -> int:
+        with grpc.insecure_channel(server.address) as channel:
+            return health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10).status
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     closed = f"http://127.0.0.1:{free_port()}"
-    running, watches = [], []
+    running = []
     try:
-        for r, endpoint in (("a", None), ("b", None), ("down", closed)):
-            monkeypatch.setattr(model_store, "ModelStore", lambda root, r=r, e=endpoint: open_store(
-                spec, cache_dir=tmp_path / f"cache-{r}", endpoint_url=e))
-            server = start_server(InspectorConfig(store_dir=tmp_path / f"local-{r}", vetting=False), port=0)
-            running.append(server)
-
-            def serving(ok: bool, health=server.health) -> None:  # the proposed server.py lines
-                for name in ("", SERVICE_NAME):
-                    health.set(name, health_pb2.HealthCheckResponse.SERVING if ok
-                               else health_pb2.HealthCheckResponse.NOT_SERVING)
-
-            watches.append(watch_ready(server.inspector.store, serving, interval_s=0.2))
-        time.sleep(0.5)
-        statuses = []
-        for server in running:
-            with grpc.insecure_channel(server.address) as channel:
-                statuses.append(health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10).status)
-        assert statuses == [health_pb2.HealthCheckResponse.SERVING] * 2 + [health_pb2.HealthCheckResponse.NOT_SERVING]
+        for r, endpoint in (("a", aws_env.endpoint), ("b", aws_env.endpoint), ("down", closed)):
+            running.append(start_server(InspectorConfig(
+                store_dir=f"s3://{BUCKET}/servers", store_cache_dir=tmp_path / f"cache-{r}",
+                s3_endpoint_url=endpoint, vetting=False), port=0))
+        a, b, down = running
+        assert a.inspector.store.root == tmp_path / "cache-a"  # the bucket's cache, not a local store
+        deadline = time.monotonic() + 30
+        while [health(a), health(b)] != [serving] * 2:  # NOT_SERVING until the bucket has answered
+            assert time.monotonic() < deadline, "a server over a reachable bucket never turned SERVING"
+            time.sleep(0.05)
+        assert down.inspector.store.ready() is False and health(down) == not_serving
         x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-        with InspectorClient(running[0].address, timeout=60) as a, InspectorClient(running[1].address, timeout=60) as b:
-            info = a.load_model(_bytes(5), name="five")
-            assert [m.id for m in b.list_models()] == [info.id]
-            np.testing.assert_allclose(next(iter(b.infer("five", x).values())),
-                                       next(iter(a.infer(info.id, x).values())), rtol=1e-6)
-            assert b.unload_model("five") == info.id and a.list_models() == []
+        with InspectorClient(a.address, timeout=60) as ca, InspectorClient(b.address, timeout=60) as cb:
+            info = ca.load_model(_bytes(5), name="five")
+            assert info.id == hashlib.sha256(_bytes(5)).hexdigest()
+            assert [m.id for m in cb.list_models()] == [info.id]  # b never saw the upload: the bucket has it
+            np.testing.assert_allclose(next(iter(cb.infer("five", x).values())),
+                                       next(iter(ca.infer(info.id, x).values())), rtol=1e-6)
+            assert cb.unload_model("five") == info.id and ca.list_models() == []
     finally:
-        for stop in watches:
-            stop.set()
         for server in running:
             server.stop(grace=0.5)
