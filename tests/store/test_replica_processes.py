@@ -277,8 +277,8 @@ def test_an_upload_whose_replica_is_killed_restarts_on_the_other(replicas, s3, m
             time.sleep(0.01)
         (victim,) = [r for r, files in partial.items() if files]
         assert [p.stat().st_size for p in partial[victim]] == [chunk]  # the first chunk only
-        victim.kill()
-        killed.append(victim)
+        killed.append(victim)  # first: this runs in gRPC's sending thread, and the next attempt's
+        victim.kill()  # sending thread may call on_progress before kill() returns here
 
     with InspectorClient(f"{a.address},{b.address}", timeout=60) as both:
         info = both.load_model(upload, name="big", on_progress=on_progress)

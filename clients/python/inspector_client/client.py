@@ -165,7 +165,8 @@ class InspectorClient:
 
         `name` is an alias with its own preprocess spec and providers; the same bytes may carry
         several. A name another model holds moves only with `replace=True`. `on_progress` sees
-        the bytes handed to gRPC after each chunk (Progress.step of .total).
+        the bytes handed to gRPC after each chunk (Progress.step of .total), called from the
+        thread gRPC sends them from.
 
         With several replicas, an upload whose replica went away is sent again, whole, from the
         start (the file opened again; progress starts over), the channel choosing another
