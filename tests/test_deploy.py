@@ -32,7 +32,7 @@ def test_a_broken_manifest_is_caught():
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
-def test_manifests_agree_and_the_server_accepts_their_flags():
+def test_manifests_agree_and_the_server_accepts_their_flags(tmp_path):
     docs = {(d["kind"], d["metadata"]["name"]): d for d in documents()}
     deployment = docs[("Deployment", "inspector")]
     service = docs[("Service", "inspector-headless")]
@@ -50,6 +50,23 @@ def test_manifests_agree_and_the_server_accepts_their_flags():
     refs = {e["secretRef"]["name"] for e in container.get("envFrom", ())} | {
         v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v}
     assert refs <= secrets
+    # replicas share one store: the Secret's s3:// spec (Kubernetes expands $(VAR) in args from the
+    # container's environment, envFrom included), required, and the volume is only a bounded cache
+    variable = re.fullmatch(r"\$\((\w+)\)", str(args.store)).group(1)
+    store_secret = docs[("Secret", "inspector-store")]
+    assert store_secret["stringData"][variable].startswith("s3://")
+    assert {"name": "inspector-store"} == next(e["secretRef"] for e in container["envFrom"])  # not optional
+    from inspector.cli.serve import config_from_args
+
+    tokens = tmp_path / "tokens"  # the mounted inspector-tokens Secret
+    tokens.write_text(docs[("Secret", "inspector-tokens")]["stringData"]["tokens"])
+    given = {str(args.store): store_secret["stringData"][variable], str(args.auth_token_file): str(tokens)}
+    config = config_from_args(build_parser().parse_args(["serve", *[given.get(a, a) for a in container["args"]]]))
+    assert str(config.store_dir).startswith("s3://") and config.store_cache_max_bytes == 8 << 30
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    cache = next(v for v in pod["spec"]["volumes"] if v["name"] == mounts[str(config.store_cache_dir)])
+    assert "emptyDir" in cache
+    assert args.workers * args.threads == int(container["resources"]["requests"]["cpu"])
 
 
 def test_the_dockerfile_runs_the_server_with_flags_it_accepts():
