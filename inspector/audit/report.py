@@ -17,7 +17,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from inspector.audit import plots
 from inspector.errors import InvalidArgument
 
 MAX_ROWS = 500
@@ -96,6 +95,8 @@ def _behaviour(behaviour: Mapping | None) -> str:
 
 def render_html(audit: Mapping, images: Mapping[str, bytes] | None = None) -> str:
     """The report page: summary, plots, extra images, then tables of everything flagged."""
+    from inspector.audit import plots  # matplotlib: loaded by the report, not by every audit worker
+
     figures = [("Activation ranges", plots.activation_ranges(audit["layers"])),
                ("Flagged channels per layer", plots.flag_counts(audit["layers"])),
                ("Weight norms", plots.weight_norms(audit["weights"]))]
