@@ -76,7 +76,11 @@ class Inspector:
                                      replace=replace)
 
     def list_models(self) -> list[ModelInfo]:
-        return [self.models.info(self.models.get(s.id), layers=False) for s in self.store.list()]
+        """Every stored model, without layers, from the store's metadata: the description and
+        gradient verdict recorded when the model was first opened; nothing is fetched or opened.
+        An entry without them (an older store) is opened once here, which records them."""
+        return [self.models.listed(s) or self.models.info(self.models.get(s.id), layers=False)
+                for s in self.store.list()]
 
     def quarantined(self) -> list[str]:
         """Store entries moved aside as corrupt when the server started (see store.vetting)."""

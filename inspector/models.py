@@ -1,8 +1,9 @@
 """OpenModels: the models of a store, vetted on admission and opened on demand.
 
 It owns admission (vetting, path confinement, removal of a model that will not open), the LRU
-of open models, the gradient verdict written back to the store, and the prepared input of a
-request. `Inspector` (core.py) is the facade over it.
+of open models, the gradient verdict and the model's description written back to the store (a
+listing reads them from there, opening nothing), and the prepared input of a request.
+`Inspector` (core.py) is the facade over it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from inspector.domain import ModelInfo
 from inspector.inputs import InputData, PreparedInput, prepare_inputs, spec_from_dict, spec_to_dict
 
 log = logging.getLogger("inspector")
+
+# The description a listing reads from the store's metadata ("description"): ModelInfo's fields
+# without layers. Bump when its format or describe_model's output for these fields changes; an
+# entry with another version is opened once more and rewritten.
+DESCRIPTION_VERSION = 1
 
 
 @dataclass
@@ -60,6 +66,7 @@ class OpenModels:
                                           max_bytes=config.max_session_bytes,
                                           factor=config.session_bytes_factor)
         self._open: dict[tuple, LoadedModel] = {}  # (id, requested providers) -> opened
+        self._providers: dict[tuple, list[str]] = {}  # requested -> resolved, for listings
         self._lock = threading.Lock()
 
     # ---- admission ----------------------------------------------------------------------
@@ -163,13 +170,66 @@ class OpenModels:
             weakref.finalize(access, held.release)
             loaded = LoadedModel(stored.id, stored.name, model, describe_model(model), providers,
                                  warnings, access, dict(stored.metadata))
+            if not _description_current(stored.metadata):  # first opened anywhere: for listings
+                stored = self._record_description(loaded, stored)
+                loaded.metadata = dict(stored.metadata)
             with self._lock:
                 loaded = self._open.setdefault(key, loaded)
                 while len(self._open) > self.config.max_sessions:  # oldest opened goes first
                     self._open.pop(next(iter(self._open)))
+        elif not _description_current(stored.metadata):  # open here, not described in the store
+            stored = self._record_description(loaded, stored)
         if loaded.name != stored.name or loaded.metadata != stored.metadata:  # this name's spec
             loaded = dataclasses.replace(loaded, name=stored.name, metadata=dict(stored.metadata))
         return loaded
+
+    def _record_description(self, loaded: LoadedModel, stored):
+        """Write the model's description into its store metadata, for listings that open nothing;
+        `stored` as it reads now. A store that cannot take it only costs later listings an open."""
+        description = _description_doc(loaded.description)
+        try:
+            self.store.update_metadata(stored.id, {"description": description})
+        except Exception as exc:  # an optimisation: the request that opened the model goes on
+            log.warning("model %s: its description was not saved to the store: %s", stored.id[:12], exc)
+            return stored
+        return dataclasses.replace(stored, metadata={**stored.metadata, "description": description})
+
+    def listed(self, stored) -> ModelInfo | None:
+        """ModelInfo without layers for a store entry (as `store.list()` gives it) from its metadata
+        alone, equal to `info(get(stored.id), layers=False)` and opening nothing; None when the
+        entry has no current description or verdict (then it must be opened once)."""
+        from inspector_client.types import json_ready
+
+        meta = stored.metadata
+        saved = meta.get("differentiability") or {}
+        description = _description(meta)
+        if description is None or saved.get("rules") != _rules_version():
+            return None
+        inputs, outputs, opsets, producer = description
+        try:
+            blocking = [str(op) for op in saved["blocking_ops"]]
+        except (KeyError, TypeError):  # a damaged verdict: open the model (which computes it again)
+            return None
+        providers = self._resolved(tuple(meta.get("providers") or self.config.providers))
+        preprocess = json_ready(spec_to_dict(spec_from_dict(meta.get("preprocess"))))
+        return ModelInfo(id=stored.id, name=stored.name, names=stored.names, size_bytes=stored.size_bytes,
+                         inputs=inputs, outputs=outputs, opsets=opsets, producer=producer, layers=(),
+                         preprocess=preprocess, differentiable=not blocking, blocking_ops=tuple(blocking),
+                         created=stored.created, providers=tuple(providers))
+
+    def _resolved(self, requested: tuple) -> list[str]:
+        """The providers opening a model with these requested ones would use (what `get` resolves;
+        raises as it does under strict_providers); remembered, so a dropped provider's warning is
+        logged once, not on every listing."""
+        from inspector.runtime.providers import resolve_providers
+
+        with self._lock:
+            known = self._providers.get(requested)
+        if known is None:
+            known, _ = resolve_providers(requested, strict=self.config.strict_providers)
+            with self._lock:
+                self._providers[requested] = known
+        return list(known)
 
     def verdict(self, loaded: LoadedModel) -> list[str]:
         """Ops without a gradient rule ("OpType (node)"); building the gradient model is the test,
@@ -214,6 +274,41 @@ class OpenModels:
 def _metadata(preprocess: dict | None, providers: Sequence[str]) -> dict:
     spec = spec_from_dict(preprocess)  # validates field names early
     return {"preprocess": spec_to_dict(spec), "providers": list(providers)}
+
+
+def _description_doc(d) -> dict:
+    """The JSON form of a ModelDescription's listing fields (graph.info.ModelDescription)."""
+    return {"version": DESCRIPTION_VERSION,
+            "inputs": [_tensor_doc(t) for t in d.inputs], "outputs": [_tensor_doc(t) for t in d.outputs],
+            "opsets": dict(d.opsets), "producer": d.producer}
+
+
+def _description(metadata: dict) -> tuple | None:
+    """(inputs, outputs, opsets, producer) from the metadata's description; None when it has none,
+    another version's or a damaged one (the model is then opened and describes itself again)."""
+    d = metadata.get("description")
+    if not isinstance(d, dict) or d.get("version") != DESCRIPTION_VERSION:
+        return None
+    try:
+        return (tuple(_tensor(t) for t in d["inputs"]), tuple(_tensor(t) for t in d["outputs"]),
+                {str(k): int(v) for k, v in d["opsets"].items()}, str(d["producer"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _description_current(metadata: dict) -> bool:
+    return _description(metadata) is not None
+
+
+def _tensor_doc(t) -> dict:
+    return {"name": t.name, "dtype": t.dtype, "shape": None if t.shape is None else list(t.shape)}
+
+
+def _tensor(doc: dict):
+    from inspector.domain import TensorInfo
+
+    shape = doc["shape"]
+    return TensorInfo(str(doc["name"]), doc["dtype"], None if shape is None else tuple(shape))
 
 
 def _rules_version() -> str:
