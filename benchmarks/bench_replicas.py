@@ -99,19 +99,24 @@ def _client(target: str, size: int, start_at: float, stop_at: float, out) -> Non
     out.put(done)
 
 
-def rate(target: str, size: int, seconds: float, clients: int) -> float:
-    """Calls per second from `clients` processes, counted in one shared window."""
+def _per_second(work, jobs: list[tuple], seconds: float) -> float:
+    """Runs per second of `work(*job, start_at, stop_at, out)` in one spawned process per job, all
+    counting in one shared window that opens once every process is up (and connected)."""
     context = mp.get_context("spawn")
     out = context.Queue()
-    start_at = time.time() + 4.0  # every client process up and connected by then
-    procs = [context.Process(target=_client, args=(target, size, start_at, start_at + seconds, out))
-             for _ in range(clients)]
+    start_at = time.time() + 4.0
+    procs = [context.Process(target=work, args=(*job, start_at, start_at + seconds, out)) for job in jobs]
     for p in procs:
         p.start()
     total = sum(out.get(timeout=seconds + 120) for _ in procs)
     for p in procs:
         p.join()
     return total / seconds
+
+
+def rate(target: str, size: int, seconds: float, clients: int) -> float:
+    """Infer calls per second from `clients` client processes."""
+    return _per_second(_client, [(target, size)] * clients, seconds)
 
 
 def _plain(model_path: str, size: int, cpu: int | None, start_at: float, stop_at: float, out) -> None:
@@ -135,17 +140,8 @@ def _plain(model_path: str, size: int, cpu: int | None, start_at: float, stop_at
 
 
 def plain_rate(model_path: str, size: int, seconds: float, processes: int, pin: bool) -> float:
-    context = mp.get_context("spawn")
-    out = context.Queue()
-    start_at = time.time() + 3.0
-    procs = [context.Process(target=_plain, args=(model_path, size, i if pin else None, start_at,
-                                                  start_at + seconds, out)) for i in range(processes)]
-    for p in procs:
-        p.start()
-    total = sum(out.get(timeout=seconds + 120) for _ in procs)
-    for p in procs:
-        p.join()
-    return total / seconds
+    """Plain onnxruntime runs per second in `processes` processes (pinned like the replicas)."""
+    return _per_second(_plain, [(model_path, size, i if pin else None) for i in range(processes)], seconds)
 
 
 def main() -> None:
