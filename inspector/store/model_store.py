@@ -95,12 +95,7 @@ class ModelStore:
         _check_name(name)
         work = self._workdir()
         try:
-            digest, size = _write_stream(chunks, work / "model.onnx", max_bytes)
-            if external_locations(_parse(work / "model.onnx")):
-                raise errors.InvalidArgument(
-                    "this model keeps its weights in external data files, which an upload cannot "
-                    "carry; add it from its folder (put_path) or save it with the weights inside")
-            return self._commit(work, digest, size, name, metadata, replace)
+            return self._commit(work, stage_upload(chunks, work, max_bytes), name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -108,21 +103,9 @@ class ModelStore:
                  metadata: dict | None = None, replace: bool = False) -> StoredModel:
         """Copy a model file and the external-data files it references (inside its folder only)."""
         _check_name(name)
-        path = Path(path)
-        if not path.is_file():
-            raise errors.InvalidArgument(f"there is no model file at '{path}'", field="path")
         work = self._workdir()
         try:
-            with path.open("rb") as src:
-                digest, size = _write_stream(iter(lambda: src.read(1 << 20), b""),
-                                             work / "model.onnx", None)
-            for location in external_locations(_parse(work / "model.onnx")):
-                target = work / location
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(safe_source(path.parent, location), target)
-                _fsync(target)
-                size += target.stat().st_size
-            return self._commit(work, digest, size, name, metadata, replace)
+            return self._commit(work, stage_path(Path(path), work), name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -180,13 +163,15 @@ class ModelStore:
             entry = self._entries[self.get(ref).id]
             return self._save(dataclasses.replace(entry, metadata={**entry.metadata, **metadata})).view()
 
-    def _commit(self, work: Path, digest: str, size: int, name: str | None,
+    def _commit(self, work: Path, files: dict[str, dict], name: str | None,
                 metadata: dict | None, replace: bool = False) -> StoredModel:
-        """Make a finished work folder the entry `digest`, or update the entry it duplicates.
+        """Make a finished work folder (its `files`, from stage_upload/stage_path) the entry of
+        model.onnx's sha256, or update the entry it duplicates.
 
         A name moving from another model is written to the new holder first, so a crash in
         between leaves it on both; the restore gives it to the newest (see _restore).
         """
+        digest, size = files["model.onnx"]["sha256"], sum(f["size"] for f in files.values())
         with self._lock:
             previous = self._names.get(name) if name is not None else None
             if previous is not None and previous != digest and not replace:
@@ -280,6 +265,34 @@ def _check_name(name: str | None) -> None:
     if HEX_RE.fullmatch(name):
         raise errors.InvalidArgument(
             f"the name '{name}' looks like a model id; add a letter other than a-f", field="name")
+
+
+def stage_upload(chunks: Iterable[bytes], work: Path, max_bytes: int | None) -> dict[str, dict]:
+    """An uploaded model written into the work folder `work` (model.onnx); its files as a manifest
+    lists them ({relative path: {"sha256", "size"}}). An upload cannot carry external data."""
+    digest, size = _write_stream(chunks, work / "model.onnx", max_bytes)
+    if external_locations(_parse(work / "model.onnx")):
+        raise errors.InvalidArgument(
+            "this model keeps its weights in external data files, which an upload cannot "
+            "carry; add it from its folder (put_path) or save it with the weights inside")
+    return {"model.onnx": {"sha256": digest, "size": size}}
+
+
+def stage_path(path: Path, work: Path) -> dict[str, dict]:
+    """The model file at `path` and the external-data files it references (inside its folder
+    only) copied into `work`; their files as stage_upload gives them, model.onnx first."""
+    if not path.is_file():
+        raise errors.InvalidArgument(f"there is no model file at '{path}'", field="path")
+    with path.open("rb") as src:
+        digest, size = _write_stream(iter(lambda: src.read(1 << 20), b""), work / "model.onnx", None)
+    files = {"model.onnx": {"sha256": digest, "size": size}}
+    for location in external_locations(_parse(work / "model.onnx")):
+        target = work / location
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with safe_source(path.parent, location).open("rb") as src:
+            sha, n = _write_stream(iter(lambda s=src: s.read(1 << 20), b""), target, None)
+        files[location] = {"sha256": sha, "size": n}
+    return files
 
 
 def _write_stream(chunks: Iterable[bytes], target: Path, max_bytes: int | None) -> tuple[str, int]:

@@ -40,7 +40,6 @@ from typing import Protocol
 
 from inspector import errors
 from inspector.store import tmp_area
-from inspector.store.external_data import external_locations, safe_source
 from inspector.store.model_store import (
     HEX_RE,
     ID_RE,
@@ -48,9 +47,9 @@ from inspector.store.model_store import (
     StoredModel,
     _check_name,
     _fsync,
-    _parse,
     _write_json,
-    _write_stream,
+    stage_path,
+    stage_upload,
 )
 
 log = logging.getLogger(__name__)
@@ -145,13 +144,7 @@ class ReplicatedStore:
         _check_name(name)
         work = self._workdir()
         try:
-            digest, size = _write_stream(chunks, work / "model.onnx", max_bytes)
-            if external_locations(_parse(work / "model.onnx")):
-                raise errors.InvalidArgument(
-                    "this model keeps its weights in external data files, which an upload cannot "
-                    "carry; add it from its folder (put_path) or save it with the weights inside")
-            files = {"model.onnx": {"sha256": digest, "size": size}}
-            return self._commit(work, digest, files, name, metadata, replace)
+            return self._commit(work, stage_upload(chunks, work, max_bytes), name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -159,23 +152,9 @@ class ReplicatedStore:
                  metadata: dict | None = None, replace: bool = False) -> StoredModel:
         """As ModelStore.put_path (external data inside the model's folder only)."""
         _check_name(name)
-        path = Path(path)
-        if not path.is_file():
-            raise errors.InvalidArgument(f"there is no model file at '{path}'", field="path")
         work = self._workdir()
         try:
-            with path.open("rb") as src:
-                digest, size = _write_stream(iter(lambda: src.read(1 << 20), b""),
-                                             work / "model.onnx", None)
-            files = {"model.onnx": {"sha256": digest, "size": size}}
-            for location in external_locations(_parse(work / "model.onnx")):
-                source = safe_source(path.parent, location)
-                target = work / location
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with source.open("rb") as src:
-                    sha, n = _write_stream(iter(lambda s=src: s.read(1 << 20), b""), target, None)
-                files[location] = {"sha256": sha, "size": n}
-            return self._commit(work, digest, files, name, metadata, replace)
+            return self._commit(work, stage_path(Path(path), work), name, metadata, replace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -245,8 +224,9 @@ class ReplicatedStore:
             return False
 
     # ---- writes ---------------------------------------------------------------------------
-    def _commit(self, work: Path, digest: str, files: dict, name: str | None,
+    def _commit(self, work: Path, files: dict[str, dict], name: str | None,
                 metadata: dict | None, replace: bool) -> StoredModel:
+        digest = files["model.onnx"]["sha256"]  # the model's id
         _check_json(metadata)
         if name is not None and not replace:
             self._check_free(name, digest)  # fail before uploading anything
